@@ -1,0 +1,33 @@
+package agentapi
+
+import (
+	"fmt"
+	"strings"
+)
+
+// HostPolicyTypeURL is the xDS type URL agents subscribe to.
+const HostPolicyTypeURL = "type.googleapis.com/meshwaf.agent.v1.HostPolicy"
+
+// GatewayMetadataKey is the gRPC metadata key Envoy sends with every
+// ext_authz/ext_proc call (from the filter's initial_metadata). Its values are
+// the "<namespace>/<name>" of the gateways the calling Envoy serves, so the
+// agent knows whose host policies apply.
+const GatewayMetadataKey = "x-meshwaf-gateway"
+
+// GatewayWide is the host of a policy that applies to every host of a gateway.
+const GatewayWide = "*"
+
+// ResourceName is the xDS resource name of the policy for host on gateway
+// ("<namespace>/<name>").
+func ResourceName(gateway, host string) string {
+	return gateway + "/" + host
+}
+
+// SplitResourceName is the inverse of ResourceName.
+func SplitResourceName(name string) (gateway, host string, err error) {
+	parts := strings.SplitN(name, "/", 3)
+	if len(parts) != 3 || parts[0] == "" || parts[1] == "" || parts[2] == "" {
+		return "", "", fmt.Errorf("host policy name %q is not <namespace>/<gateway>/<host>", name)
+	}
+	return parts[0] + "/" + parts[1], parts[2], nil
+}

@@ -1,0 +1,135 @@
+package v1alpha1
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// Defaults applied to fields the user left empty.
+const (
+	DefaultParanoiaLevel            = 1
+	DefaultInboundAnomalyThreshold  = 5
+	DefaultOutboundAnomalyThreshold = 4
+	DefaultRequestBodyLimitBytes    = 128 * 1024
+	DefaultBlockStatus              = 403
+	DefaultBlockContentType         = "application/json"
+)
+
+// WithDefaults returns a copy of s with every empty field set to its default.
+func (s WAFPolicySpec) WithDefaults() WAFPolicySpec {
+	if s.Mode == "" {
+		s.Mode = ModePrevent
+	}
+	if s.FailureMode == "" {
+		s.FailureMode = FailureModeClosed
+	}
+	if s.CRS.ParanoiaLevel == 0 {
+		s.CRS.ParanoiaLevel = DefaultParanoiaLevel
+	}
+	if s.CRS.InboundAnomalyThreshold == 0 {
+		s.CRS.InboundAnomalyThreshold = DefaultInboundAnomalyThreshold
+	}
+	if s.CRS.OutboundAnomalyThreshold == 0 {
+		s.CRS.OutboundAnomalyThreshold = DefaultOutboundAnomalyThreshold
+	}
+	if s.RequestBody.Inspect == nil {
+		inspect := true
+		s.RequestBody.Inspect = &inspect
+	}
+	if s.RequestBody.LimitBytes == 0 {
+		s.RequestBody.LimitBytes = DefaultRequestBodyLimitBytes
+	}
+	if s.RequestBody.OverLimit == "" {
+		s.RequestBody.OverLimit = OverLimitReject
+	}
+	if s.BlockResponse.Status == 0 {
+		s.BlockResponse.Status = DefaultBlockStatus
+	}
+	if s.BlockResponse.ContentType == "" {
+		s.BlockResponse.ContentType = DefaultBlockContentType
+	}
+	if s.Audit.Log == "" {
+		s.Audit.Log = AuditDetected
+	}
+	return s
+}
+
+var (
+	ruleIDPattern = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
+	hostPattern   = regexp.MustCompile(`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	targetPattern = regexp.MustCompile(`^[A-Z_]+(:[^\s,;"']+)?$`)
+)
+
+// Validate checks what can be checked without compiling rules. It returns
+// every problem found, joined, each naming the offending field.
+func (s WAFPolicySpec) Validate() error {
+	var errs []error
+	if len(s.TargetRefs) == 0 {
+		errs = append(errs, errors.New("spec.targetRefs: at least one target is required"))
+	}
+	for i, ref := range s.TargetRefs {
+		if ref.Name == "" || ref.Kind == "" {
+			errs = append(errs, fmt.Errorf("spec.targetRefs[%d]: kind and name are required", i))
+		}
+	}
+	for i, h := range s.Hosts {
+		if !hostPattern.MatchString(h) {
+			errs = append(errs, fmt.Errorf("spec.hosts[%d]: %q is not a lower-case host or *.wildcard", i, h))
+		}
+	}
+	switch s.Mode {
+	case "", ModePrevent, ModeDetect, ModeOff:
+	default:
+		errs = append(errs, fmt.Errorf("spec.mode: %q is not one of Prevent, Detect, Off", s.Mode))
+	}
+	switch s.FailureMode {
+	case "", FailureModeClosed, FailureModeOpen:
+	default:
+		errs = append(errs, fmt.Errorf("spec.failureMode: %q is not one of Open, Closed", s.FailureMode))
+	}
+	if p := s.CRS.ParanoiaLevel; p < 0 || p > 4 {
+		errs = append(errs, fmt.Errorf("spec.crs.paranoiaLevel: %d is not between 1 and 4", p))
+	}
+	if s.CRS.InboundAnomalyThreshold < 0 || s.CRS.OutboundAnomalyThreshold < 0 {
+		errs = append(errs, errors.New("spec.crs: anomaly thresholds must be positive"))
+	}
+	for i, ex := range s.Exclusions {
+		if len(ex.RuleIDs) == 0 {
+			errs = append(errs, fmt.Errorf("spec.exclusions[%d].ruleIds: at least one rule id is required", i))
+		}
+		for _, id := range ex.RuleIDs {
+			if !ruleIDPattern.MatchString(id) {
+				errs = append(errs, fmt.Errorf("spec.exclusions[%d].ruleIds: %q is not a rule id or id range", i, id))
+			}
+		}
+		for _, p := range ex.Paths {
+			if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\" \t\n") {
+				errs = append(errs, fmt.Errorf("spec.exclusions[%d].paths: %q is not a path prefix starting with /", i, p))
+			}
+		}
+		for _, t := range ex.Targets {
+			if !targetPattern.MatchString(t) {
+				errs = append(errs, fmt.Errorf("spec.exclusions[%d].targets: %q is not a target like ARGS:name", i, t))
+			}
+		}
+	}
+	if s.RequestBody.LimitBytes < 0 {
+		errs = append(errs, errors.New("spec.requestBody.limitBytes: must not be negative"))
+	}
+	switch s.RequestBody.OverLimit {
+	case "", OverLimitReject, OverLimitInspectPartial:
+	default:
+		errs = append(errs, fmt.Errorf("spec.requestBody.overLimit: %q is not one of Reject, InspectPartial", s.RequestBody.OverLimit))
+	}
+	if st := s.BlockResponse.Status; st != 0 && (st < 200 || st > 599) {
+		errs = append(errs, fmt.Errorf("spec.blockResponse.status: %d is not an HTTP status", st))
+	}
+	switch s.Audit.Log {
+	case "", AuditBlocked, AuditDetected, AuditAll, AuditNone:
+	default:
+		errs = append(errs, fmt.Errorf("spec.audit.log: %q is not one of Blocked, Detected, All, None", s.Audit.Log))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,146 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+const (
+	Group   = "waf.meshwaf.io"
+	Version = "v1alpha1"
+	Kind    = "WAFPolicy"
+)
+
+// WAFPolicy attaches web application firewall protection to the hosts of
+// Istio or Gateway API routing objects.
+type WAFPolicy struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   WAFPolicySpec   `json:"spec"`
+	Status WAFPolicyStatus `json:"status,omitempty"`
+}
+
+// WAFPolicySpec is what the user asks for.
+type WAFPolicySpec struct {
+	// TargetRefs name the routing objects whose hosts this policy protects:
+	// Istio Gateway or VirtualService, Gateway API Gateway or HTTPRoute.
+	TargetRefs []TargetRef `json:"targetRefs"`
+	// Hosts optionally narrows the targets' hosts. Exact hosts and "*.suffix"
+	// wildcards are allowed.
+	Hosts []string `json:"hosts,omitempty"`
+	// Mode is Prevent (block), Detect (log only) or Off. Default Prevent.
+	Mode Mode `json:"mode,omitempty"`
+	// FailureMode is what Envoy does when no agent answers: Closed (deny,
+	// the default) or Open (allow).
+	FailureMode FailureMode `json:"failureMode,omitempty"`
+	// CRS tunes the OWASP Core Rule Set.
+	CRS CRS `json:"crs,omitempty"`
+	// Exclusions switch rules off, optionally for some paths or targets.
+	Exclusions []Exclusion `json:"exclusions,omitempty"`
+	// CustomRules are SecLang directives evaluated after the CRS.
+	CustomRules string `json:"customRules,omitempty"`
+	// RequestBody controls request body inspection.
+	RequestBody RequestBody `json:"requestBody,omitempty"`
+	// BlockResponse is what a blocked client receives.
+	BlockResponse BlockResponse `json:"blockResponse,omitempty"`
+	// Audit selects which transactions are written to the audit log.
+	Audit Audit `json:"audit,omitempty"`
+}
+
+// TargetRef names one routing object. Namespace defaults to the policy's.
+type TargetRef struct {
+	Group     string `json:"group"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	Namespace string `json:"namespace,omitempty"`
+}
+
+type Mode string
+
+const (
+	ModePrevent Mode = "Prevent"
+	ModeDetect  Mode = "Detect"
+	ModeOff     Mode = "Off"
+)
+
+type FailureMode string
+
+const (
+	FailureModeClosed FailureMode = "Closed"
+	FailureModeOpen   FailureMode = "Open"
+)
+
+// CRS tunes the OWASP Core Rule Set v4.
+type CRS struct {
+	// ParanoiaLevel is 1 to 4; higher catches more and false-positives more.
+	// Default 1.
+	ParanoiaLevel int32 `json:"paranoiaLevel,omitempty"`
+	// InboundAnomalyThreshold is the request anomaly score that blocks.
+	// Default 5 (one critical rule).
+	InboundAnomalyThreshold int32 `json:"inboundAnomalyThreshold,omitempty"`
+	// OutboundAnomalyThreshold is the response anomaly score that blocks.
+	// Default 4.
+	OutboundAnomalyThreshold int32 `json:"outboundAnomalyThreshold,omitempty"`
+	// EarlyBlocking blocks at the end of each phase instead of only after
+	// the request is fully evaluated.
+	EarlyBlocking bool `json:"earlyBlocking,omitempty"`
+}
+
+// Exclusion switches rules off.
+type Exclusion struct {
+	// RuleIDs are rule ids ("942100") or inclusive ranges ("942000-942999").
+	RuleIDs []string `json:"ruleIds"`
+	// Paths are request path prefixes; empty means every path.
+	Paths []string `json:"paths,omitempty"`
+	// Targets are variables the rules stop looking at ("ARGS:q",
+	// "REQUEST_HEADERS:x-token"); empty switches the whole rule off.
+	Targets []string `json:"targets,omitempty"`
+}
+
+type RequestBody struct {
+	// Inspect turns request body inspection on. Default true.
+	Inspect *bool `json:"inspect,omitempty"`
+	// LimitBytes is the largest body inspected. Default 131072 (128 KiB).
+	LimitBytes int64 `json:"limitBytes,omitempty"`
+	// OverLimit is what happens to a larger body: Reject (413, the default)
+	// or InspectPartial (inspect the first LimitBytes only).
+	OverLimit OverLimit `json:"overLimit,omitempty"`
+}
+
+type OverLimit string
+
+const (
+	OverLimitReject         OverLimit = "Reject"
+	OverLimitInspectPartial OverLimit = "InspectPartial"
+)
+
+type BlockResponse struct {
+	// Status is the HTTP status of a blocked request. Default 403.
+	Status int32 `json:"status,omitempty"`
+	// ContentType of Body. Default application/json.
+	ContentType string `json:"contentType,omitempty"`
+	// Body is returned verbatim; empty means meshwaf's JSON body carrying the
+	// transaction id.
+	Body string `json:"body,omitempty"`
+}
+
+type Audit struct {
+	// Log is Blocked, Detected (the default), All or None.
+	Log AuditLog `json:"log,omitempty"`
+}
+
+type AuditLog string
+
+const (
+	AuditBlocked  AuditLog = "Blocked"
+	AuditDetected AuditLog = "Detected"
+	AuditAll      AuditLog = "All"
+	AuditNone     AuditLog = "None"
+)
+
+// WAFPolicyStatus is what meshwaf observed.
+type WAFPolicyStatus struct {
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+	// Hosts are the effective hosts this policy protects.
+	Hosts []string `json:"hosts,omitempty"`
+}

@@ -1,0 +1,75 @@
+package snapshot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/api/v1alpha1"
+	"github.com/meshwaf/meshwaf/store"
+)
+
+var (
+	modes = map[v1alpha1.Mode]agentapi.Mode{
+		v1alpha1.ModePrevent: agentapi.Mode_MODE_PREVENT,
+		v1alpha1.ModeDetect:  agentapi.Mode_MODE_DETECT,
+		v1alpha1.ModeOff:     agentapi.Mode_MODE_OFF,
+	}
+	overLimits = map[v1alpha1.OverLimit]agentapi.OverLimit{
+		v1alpha1.OverLimitReject:         agentapi.OverLimit_OVER_LIMIT_REJECT,
+		v1alpha1.OverLimitInspectPartial: agentapi.OverLimit_OVER_LIMIT_INSPECT_PARTIAL,
+	}
+	auditLevels = map[v1alpha1.AuditLog]agentapi.AuditLevel{
+		v1alpha1.AuditBlocked:  agentapi.AuditLevel_AUDIT_LEVEL_BLOCKED,
+		v1alpha1.AuditDetected: agentapi.AuditLevel_AUDIT_LEVEL_DETECTED,
+		v1alpha1.AuditAll:      agentapi.AuditLevel_AUDIT_LEVEL_ALL,
+		v1alpha1.AuditNone:     agentapi.AuditLevel_AUDIT_LEVEL_NONE,
+	}
+)
+
+// hostPolicyTemplate converts a policy's spec, with defaults applied, into
+// the HostPolicy every one of its hosts gets (Gateway and Host left empty).
+// PolicyVersion is a digest of that content, so agents and status can tell
+// exactly which content was applied.
+func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
+	spec := p.Spec.WithDefaults()
+	hp := &agentapi.HostPolicy{
+		Policy: p.Ref.NamespacedName(),
+		Mode:   modes[spec.Mode],
+		Crs: &agentapi.CoreRuleSet{
+			ParanoiaLevel:            spec.CRS.ParanoiaLevel,
+			InboundAnomalyThreshold:  spec.CRS.InboundAnomalyThreshold,
+			OutboundAnomalyThreshold: spec.CRS.OutboundAnomalyThreshold,
+			EarlyBlocking:            spec.CRS.EarlyBlocking,
+		},
+		CustomRules: spec.CustomRules,
+		RequestBody: &agentapi.RequestBody{
+			Inspect:    *spec.RequestBody.Inspect,
+			LimitBytes: spec.RequestBody.LimitBytes,
+			OverLimit:  overLimits[spec.RequestBody.OverLimit],
+		},
+		BlockResponse: &agentapi.BlockResponse{
+			Status:      spec.BlockResponse.Status,
+			ContentType: spec.BlockResponse.ContentType,
+			Body:        spec.BlockResponse.Body,
+		},
+		Audit: auditLevels[spec.Audit.Log],
+	}
+	for _, ex := range spec.Exclusions {
+		hp.Exclusions = append(hp.Exclusions, &agentapi.Exclusion{
+			RuleIds: ex.RuleIDs,
+			Paths:   ex.Paths,
+			Targets: ex.Targets,
+		})
+	}
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(hp)
+	if err != nil {
+		return nil, fmt.Errorf("encoding host policy: %w", err)
+	}
+	sum := sha256.Sum256(b)
+	hp.PolicyVersion = hex.EncodeToString(sum[:])[:12]
+	return hp, nil
+}

@@ -1,0 +1,165 @@
+package snapshot
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/api/v1alpha1"
+	"github.com/meshwaf/meshwaf/store"
+)
+
+// Config holds what the translation needs besides the store.
+type Config struct {
+	// AgentCluster is the Envoy cluster that reaches the node-local agent.
+	AgentCluster string
+	// AgentTimeout bounds one ext_authz call.
+	AgentTimeout time.Duration
+}
+
+// Snapshot is everything meshwaf serves at one moment. It is immutable.
+type Snapshot struct {
+	// Version is a digest of the whole output: equal versions mean nothing
+	// changed and nothing needs pushing.
+	Version string
+	// Gateways are the gateway objects, with what their filter config needs.
+	Gateways []Gateway
+	// HostPolicies are keyed by agentapi.ResourceName.
+	HostPolicies map[string]*agentapi.HostPolicy
+	// Policies is the observed status of every WAFPolicy.
+	Policies []PolicyStatus
+
+	config Config
+}
+
+// Gateway is one gateway object as the filter configuration sees it.
+type Gateway struct {
+	// ID is "<namespace>/<name>", sent to agents as x-meshwaf-gateway.
+	ID            string
+	Kind          string
+	NodeNamespace string
+	NodeLabels    map[string]string
+	// Protected is true when at least one host has a policy.
+	Protected bool
+	// MaxRequestBodyBytes is the largest body any of its policies inspects.
+	MaxRequestBodyBytes int64
+	// AllowPartialBody is true when a policy inspects truncated bodies.
+	AllowPartialBody bool
+	// FailOpen is true only when every policy on it asks failureMode Open.
+	FailOpen bool
+}
+
+// PolicyStatus is what happened to one WAFPolicy.
+type PolicyStatus struct {
+	Ref store.ObjectRef
+	// Version identifies the policy's content as agents report it.
+	Version string
+	// Hosts are the effective "<gateway ns>/<gateway>/<host>" it protects.
+	Hosts []string
+	// Conflicts say which hosts another, older policy holds.
+	Conflicts []string
+	// Unresolved say which targets were not found.
+	Unresolved []string
+}
+
+// Build translates one consistent view of the store.
+func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
+	snap := &Snapshot{HostPolicies: map[string]*agentapi.HostPolicy{}, config: cfg}
+
+	policies := txn.Policies()
+	slices.SortStableFunc(policies, olderFirst)
+	winners := map[string]*store.Policy{}
+	statuses := map[store.ObjectRef]*PolicyStatus{}
+	gateways := map[string]*Gateway{}
+	for _, gw := range txn.Gateways() {
+		gateways[gw.Ref.NamespacedName()] = &Gateway{
+			ID:            gw.Ref.NamespacedName(),
+			Kind:          gw.Ref.Kind,
+			NodeNamespace: gw.NodeNamespace,
+			NodeLabels:    gw.NodeLabels,
+			FailOpen:      true,
+		}
+	}
+
+	for _, p := range policies {
+		hp, err := hostPolicyTemplate(p)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.Ref, err)
+		}
+		claims, unresolved := resolve(txn, p)
+		status := &PolicyStatus{Ref: p.Ref, Version: hp.PolicyVersion, Unresolved: unresolved}
+		statuses[p.Ref] = status
+		for _, c := range claims {
+			name := agentapi.ResourceName(c.gateway.Ref.NamespacedName(), c.host)
+			if winner, taken := winners[name]; taken {
+				status.Conflicts = append(status.Conflicts,
+					fmt.Sprintf("%s is protected by the older policy %s", name, winner.Ref.NamespacedName()))
+				continue
+			}
+			winners[name] = p
+			status.Hosts = append(status.Hosts, name)
+			policy := proto.CloneOf(hp)
+			policy.Gateway, policy.Host = c.gateway.Ref.NamespacedName(), c.host
+			snap.HostPolicies[name] = policy
+			gateways[policy.Gateway].add(policy, p.Spec.WithDefaults().FailureMode)
+		}
+	}
+
+	for _, ref := range slices.SortedFunc(maps.Keys(statuses), compareRefs) {
+		snap.Policies = append(snap.Policies, *statuses[ref])
+	}
+	for _, id := range slices.Sorted(maps.Keys(gateways)) {
+		snap.Gateways = append(snap.Gateways, *gateways[id])
+	}
+	version, err := snap.digest()
+	if err != nil {
+		return nil, err
+	}
+	snap.Version = version
+	return snap, nil
+}
+
+// add folds one host policy into what the gateway's filter must allow.
+func (g *Gateway) add(p *agentapi.HostPolicy, failureMode v1alpha1.FailureMode) {
+	g.Protected = true
+	if failureMode != v1alpha1.FailureModeOpen {
+		g.FailOpen = false
+	}
+	body := p.GetRequestBody()
+	if !body.GetInspect() || p.GetMode() == agentapi.Mode_MODE_OFF {
+		return
+	}
+	g.MaxRequestBodyBytes = max(g.MaxRequestBodyBytes, body.GetLimitBytes())
+	if body.GetOverLimit() == agentapi.OverLimit_OVER_LIMIT_INSPECT_PARTIAL {
+		g.AllowPartialBody = true
+	}
+}
+
+func compareRefs(a, b store.ObjectRef) int {
+	return strings.Compare(a.Kind+"/"+a.NamespacedName(), b.Kind+"/"+b.NamespacedName())
+}
+
+// digest hashes everything the snapshot serves, in a fixed order.
+func (s *Snapshot) digest() (string, error) {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\x00%s\x00", s.config.AgentCluster, s.config.AgentTimeout)
+	for _, name := range slices.Sorted(maps.Keys(s.HostPolicies)) {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.HostPolicies[name])
+		if err != nil {
+			return "", fmt.Errorf("hashing %s: %w", name, err)
+		}
+		fmt.Fprintf(h, "%s\x00%d\x00", name, len(b))
+		h.Write(b)
+	}
+	for _, g := range s.Gateways {
+		fmt.Fprintf(h, "%+v\x00", g)
+	}
+	return hex.EncodeToString(h.Sum(nil))[:16], nil
+}

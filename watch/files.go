@@ -1,0 +1,274 @@
+package watch
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	k8syaml "k8s.io/apimachinery/pkg/util/yaml"
+	"sigs.k8s.io/yaml"
+
+	"github.com/meshwaf/meshwaf/store"
+)
+
+// FilesConfig configures a Files source.
+type FilesConfig struct {
+	// Dir is the folder of manifests; files ending in .yaml or .yml, in any
+	// subfolder, are read.
+	Dir   string
+	Store *store.Store
+	// Validate checks policies beyond their field rules (optional).
+	Validate PolicyValidator
+	Logger   *slog.Logger
+	// PollInterval is how often the folder is checked for changes.
+	// Polling, rather than inotify, survives editors that replace files by
+	// rename and folders mounted from ConfigMaps. Default 250ms.
+	PollInterval time.Duration
+}
+
+// Files is a Source reading a folder of multi-document YAML manifests.
+type Files struct {
+	cfg        FilesConfig
+	synced     chan struct{}
+	syncedOnce sync.Once
+
+	// lastDigest is the content digest of the folder at the last load.
+	lastDigest [sha256.Size]byte
+	// lastGood holds the last valid version of every object, so an invalid
+	// edit keeps the previous version in force.
+	lastGood map[store.ObjectRef]any
+}
+
+// NewFiles returns a Files source; it reads nothing until Start.
+func NewFiles(cfg FilesConfig) *Files {
+	if cfg.PollInterval == 0 {
+		cfg.PollInterval = 250 * time.Millisecond
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Files{cfg: cfg, synced: make(chan struct{}), lastGood: map[store.ObjectRef]any{}}
+}
+
+// Synced is closed after the first load.
+func (f *Files) Synced() <-chan struct{} { return f.synced }
+
+// Start loads the folder, then reloads it whenever its content changes,
+// until ctx is done. It fails only if the folder cannot be read at start.
+func (f *Files) Start(ctx context.Context) error {
+	if err := f.reload(); err != nil {
+		return err
+	}
+	ticker := time.NewTicker(f.cfg.PollInterval)
+	defer ticker.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+			if err := f.reload(); err != nil {
+				// The folder vanished or became unreadable; keep what we
+				// have and say so.
+				f.cfg.Logger.Error("manifest folder unreadable, keeping last good configuration", "dir", f.cfg.Dir, "error", err)
+			}
+		}
+	}
+}
+
+// manifestFile is one file's path and content.
+type manifestFile struct {
+	path    string
+	content []byte
+}
+
+func (f *Files) reload() error {
+	files, err := readManifests(f.cfg.Dir)
+	if err != nil {
+		return err
+	}
+	digest := digestOf(files)
+	if digest == f.lastDigest {
+		return nil
+	}
+	objs := f.load(files)
+	if err := f.cfg.Store.Replace(objs); err != nil {
+		return fmt.Errorf("writing store: %w", err)
+	}
+	f.lastDigest = digest
+	f.cfg.Logger.Info("manifests loaded", "dir", f.cfg.Dir, "files", len(files),
+		"gateways", len(objs.Gateways), "routes", len(objs.Routes), "policies", len(objs.Policies))
+	f.syncedOnce.Do(func() { close(f.synced) })
+	return nil
+}
+
+// load converts every file into records. A file that is not valid YAML
+// keeps all objects it had before; an invalid object keeps its previous
+// version. Each problem is logged with the file and the reason.
+func (f *Files) load(files []manifestFile) store.Objects {
+	byRef := map[store.ObjectRef]any{}
+	origin := map[store.ObjectRef]string{}
+	keep := func(ref store.ObjectRef, record any, path string) {
+		if prev, dup := origin[ref]; dup && prev != path {
+			f.cfg.Logger.Warn("object defined twice, the later file wins", "object", ref.String(), "file", path, "previous", prev)
+		}
+		byRef[ref], origin[ref] = record, path
+	}
+	for _, file := range files {
+		docs, err := splitDocuments(file.content)
+		if err != nil {
+			f.reject(file.path, "", err)
+			for ref, record := range f.lastGood {
+				if sourceOf(record) == file.path {
+					keep(ref, record, file.path)
+				}
+			}
+			continue
+		}
+		for i, doc := range docs {
+			ref, known, err := decodeHead(doc)
+			if err != nil {
+				f.reject(file.path, fmt.Sprintf("document %d", i+1), err)
+				continue
+			}
+			if !known {
+				continue
+			}
+			record, err := decode(ref, doc, f.cfg.Validate)
+			if err != nil {
+				f.reject(file.path, ref.String(), err)
+				if prev, ok := f.lastGood[ref]; ok {
+					keep(ref, prev, file.path)
+				}
+				continue
+			}
+			setSource(record, file.path)
+			keep(ref, record, file.path)
+		}
+	}
+	f.lastGood = byRef
+	return collect(byRef)
+}
+
+func (f *Files) reject(path, object string, err error) {
+	f.cfg.Logger.Error("manifest rejected", "file", path, "object", object, "error", err.Error())
+}
+
+func readManifests(dir string) ([]manifestFile, error) {
+	var files []manifestFile
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		// Skip hidden files and folders: editors' swap files, and the
+		// "..data" links of a mounted ConfigMap (the files are read through
+		// their top-level links instead).
+		if path != dir && strings.HasPrefix(d.Name(), ".") {
+			if d.IsDir() {
+				return filepath.SkipDir
+			}
+			return nil
+		}
+		if d.IsDir() || !(strings.HasSuffix(path, ".yaml") || strings.HasSuffix(path, ".yml")) {
+			return nil
+		}
+		content, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		files = append(files, manifestFile{path: path, content: content})
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("reading manifests in %s: %w", dir, err)
+	}
+	slices.SortFunc(files, func(a, b manifestFile) int { return strings.Compare(a.path, b.path) })
+	return files, nil
+}
+
+func digestOf(files []manifestFile) [sha256.Size]byte {
+	h := sha256.New()
+	for _, f := range files {
+		fmt.Fprintf(h, "%s\x00%d\x00", f.path, len(f.content))
+		h.Write(f.content)
+	}
+	var d [sha256.Size]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+// splitDocuments splits multi-document YAML and converts each non-empty
+// document to JSON. Any syntax error fails the whole file.
+func splitDocuments(content []byte) ([][]byte, error) {
+	reader := k8syaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(content)))
+	var docs [][]byte
+	for {
+		doc, err := reader.Read()
+		if errors.Is(err, io.EOF) {
+			return docs, nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
+			continue
+		}
+		js, err := yaml.YAMLToJSON(doc)
+		if err != nil {
+			return nil, err
+		}
+		if string(bytes.TrimSpace(js)) == "null" {
+			continue // a document of only comments
+		}
+		docs = append(docs, js)
+	}
+}
+
+func sourceOf(record any) string {
+	switch r := record.(type) {
+	case *store.Gateway:
+		return r.Source
+	case *store.Route:
+		return r.Source
+	case *store.Policy:
+		return r.Source
+	}
+	return ""
+}
+
+func setSource(record any, source string) {
+	switch r := record.(type) {
+	case *store.Gateway:
+		r.Source = source
+	case *store.Route:
+		r.Source = source
+	case *store.Policy:
+		r.Source = source
+	}
+}
+
+func collect(byRef map[store.ObjectRef]any) store.Objects {
+	var objs store.Objects
+	for _, record := range byRef {
+		switch r := record.(type) {
+		case *store.Gateway:
+			objs.Gateways = append(objs.Gateways, r)
+		case *store.Route:
+			objs.Routes = append(objs.Routes, r)
+		case *store.Policy:
+			objs.Policies = append(objs.Policies, r)
+		}
+	}
+	return objs
+}

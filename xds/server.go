@@ -1,0 +1,284 @@
+package xds
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/cache/types"
+	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
+	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/snapshot"
+)
+
+// Config configures the server.
+type Config struct {
+	// Listen is the gRPC address, e.g. ":18000".
+	Listen   string
+	Logger   *slog.Logger
+	Registry prometheus.Registerer
+}
+
+// Server serves ECDS to Envoy and host policies to agents.
+type Server struct {
+	cfg     Config
+	log     *slog.Logger
+	metrics *metrics
+
+	ecds     cache.SnapshotCache
+	policies *cache.LinearCache
+	agents   *agentTracker
+
+	// first is closed when the first snapshot arrives; streams wait for it.
+	first     chan struct{}
+	firstOnce sync.Once
+	current   atomic.Pointer[snapshot.Snapshot]
+
+	// mu guards nodes and served, and serialises Update.
+	mu sync.Mutex
+	// nodes are the Envoy gateway identities seen, by node key.
+	nodes map[string]snapshot.Node
+	// served maps each host policy name to the version agents should ACK.
+	served map[string]string
+}
+
+// New returns a server; it listens on Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		cfg:      cfg,
+		log:      cfg.Logger,
+		metrics:  m,
+		ecds:     cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
+		policies: cache.NewLinearCache(agentapi.HostPolicyTypeURL, cache.WithLogger(logAdapter{cfg.Logger})),
+		first:    make(chan struct{}),
+		nodes:    map[string]snapshot.Node{},
+		served:   map[string]string{},
+	}
+	s.agents = newAgentTracker(func(node, detail string) {
+		m.nacks.Inc()
+		s.log.Warn("agent rejected host policies", "agent", node, "error", detail)
+	})
+	return s, nil
+}
+
+// Ready reports whether the first snapshot has been applied.
+func (s *Server) Ready() bool {
+	select {
+	case <-s.first:
+		return true
+	default:
+		return false
+	}
+}
+
+// Current is the snapshot being served, or nil before the first.
+func (s *Server) Current() *snapshot.Snapshot { return s.current.Load() }
+
+// Agents lists the connected agents and what they applied.
+func (s *Server) Agents() []AgentStatus {
+	s.mu.Lock()
+	served := make(map[string]string, len(s.served))
+	for k, v := range s.served {
+		served[k] = v
+	}
+	s.mu.Unlock()
+	return s.agents.statuses(served)
+}
+
+// Update makes snap the served configuration. Only host policies that
+// changed travel to agents.
+func (s *Server) Update(ctx context.Context, snap *snapshot.Snapshot) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	for key, node := range s.nodes {
+		errs = append(errs, s.setNodeConfig(ctx, key, node, snap))
+	}
+	errs = append(errs, s.updatePolicies(snap))
+	s.current.Store(snap)
+	s.metrics.snapshots.Inc()
+	s.firstOnce.Do(func() { close(s.first) })
+	return errors.Join(errs...)
+}
+
+func (s *Server) updatePolicies(snap *snapshot.Snapshot) error {
+	var toDelete []string
+	prev := s.Current()
+	toUpdate := map[string]types.Resource{}
+	for name, hp := range snap.HostPolicies {
+		if prev != nil && proto.Equal(prev.HostPolicies[name], hp) {
+			continue
+		}
+		toUpdate[name] = hp
+	}
+	if prev != nil {
+		for name := range prev.HostPolicies {
+			if _, ok := snap.HostPolicies[name]; !ok {
+				toDelete = append(toDelete, name)
+			}
+		}
+	}
+	served := make(map[string]string, len(snap.HostPolicies))
+	for name, hp := range snap.HostPolicies {
+		version, err := resourceVersion(hp)
+		if err != nil {
+			return err
+		}
+		served[name] = version
+	}
+	s.served = served
+	if len(toUpdate) == 0 && len(toDelete) == 0 && prev != nil {
+		return nil
+	}
+	return s.policies.UpdateResources(toUpdate, toDelete)
+}
+
+// resourceVersion is the version go-control-plane's delta protocol gives a
+// resource (a hash of its encoding), so ACKs can be compared with it.
+func resourceVersion(r types.Resource) (string, error) {
+	b, err := cache.MarshalResource(r)
+	if err != nil {
+		return "", fmt.Errorf("encoding host policy: %w", err)
+	}
+	return cache.HashResource(b), nil
+}
+
+func (s *Server) setNodeConfig(ctx context.Context, key string, node snapshot.Node, snap *snapshot.Snapshot) error {
+	filter, err := snap.FilterConfig(node)
+	if err != nil {
+		return err
+	}
+	version, err := resourceVersion(filter)
+	if err != nil {
+		return err
+	}
+	res, err := cache.NewSnapshot(version, map[resource.Type][]types.Resource{
+		resource.ExtensionConfigType: {filter},
+	})
+	if err != nil {
+		return err
+	}
+	return s.ecds.SetSnapshot(ctx, key, res)
+}
+
+// registerNode makes sure an Envoy node's gateway identity has a
+// configuration before its watch is created.
+func (s *Server) registerNode(ctx context.Context, n *corev3.Node) error {
+	if n == nil {
+		return nil // later requests on a stream may omit the node
+	}
+	key := nodeKey(n)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, known := s.nodes[key]; known {
+		return nil
+	}
+	node := nodeOf(n)
+	s.nodes[key] = node
+	s.log.Info("gateway proxy connected", "node", n.GetId(), "namespace", node.Namespace, "labels", node.Labels)
+	if snap := s.Current(); snap != nil {
+		return s.setNodeConfig(ctx, key, node, snap)
+	}
+	return nil
+}
+
+// waitFirst holds a new stream until the first snapshot, so nobody is ever
+// answered from an empty cache.
+func (s *Server) waitFirst(ctx context.Context) error {
+	select {
+	case <-s.first:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Server) callbacks(ctx context.Context) server.Callbacks {
+	return server.CallbackFuncs{
+		StreamOpenFunc: func(streamCtx context.Context, _ int64, _ string) error {
+			return s.waitFirst(streamCtx)
+		},
+		DeltaStreamOpenFunc: func(streamCtx context.Context, _ int64, _ string) error {
+			return s.waitFirst(streamCtx)
+		},
+		StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
+			return s.registerNode(ctx, req.GetNode())
+		},
+		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			if req.GetTypeUrl() == agentapi.HostPolicyTypeURL {
+				s.agents.request(id, req, time.Now())
+				return nil
+			}
+			return s.registerNode(ctx, req.GetNode())
+		},
+		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
+			if resp.GetTypeUrl() == agentapi.HostPolicyTypeURL {
+				s.agents.response(id, resp)
+			}
+		},
+		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.agents.closed(id)
+		},
+	}
+}
+
+// Start serves gRPC until ctx is done.
+func (s *Server) Start(ctx context.Context) error {
+	lis, err := net.Listen("tcp", s.cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("xds listen: %w", err)
+	}
+	mux := &cache.MuxCache{
+		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
+		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
+		Caches: map[string]cache.Cache{
+			resource.ExtensionConfigType: s.ecds,
+			agentapi.HostPolicyTypeURL:   s.policies,
+		},
+	}
+	xds := server.NewServer(ctx, mux, s.callbacks(ctx))
+	grpcServer := grpc.NewServer(
+		// Detect dead peers in about a minute; allow clients' own pings.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(grpcServer, xds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, xds)
+
+	s.log.Info("xds serving", "address", lis.Addr().String())
+	errc := make(chan error, 1)
+	go func() { errc <- grpcServer.Serve(lis) }()
+	select {
+	case <-ctx.Done():
+		grpcServer.Stop()
+		<-errc
+		return nil
+	case err := <-errc:
+		return fmt.Errorf("xds serve: %w", err)
+	}
+}
