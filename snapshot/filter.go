@@ -21,8 +21,8 @@ const FilterName = "meshwaf.waf"
 // Node is how an Envoy proxy identifies itself: Istio proxies send their
 // namespace and pod labels in node.metadata (NAMESPACE, LABELS).
 type Node struct {
-	Namespace string
-	Labels    map[string]string
+	Namespace string            `json:"namespace"`
+	Labels    map[string]string `json:"labels"`
 }
 
 // GatewaysFor lists the gateways whose selector matches node.

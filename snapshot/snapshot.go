@@ -42,31 +42,31 @@ type Snapshot struct {
 // Gateway is one gateway object as the filter configuration sees it.
 type Gateway struct {
 	// ID is "<namespace>/<name>", sent to agents as x-meshwaf-gateway.
-	ID            string
-	Kind          string
-	NodeNamespace string
-	NodeLabels    map[string]string
+	ID            string            `json:"id"`
+	Kind          string            `json:"kind"`
+	NodeNamespace string            `json:"nodeNamespace,omitempty"`
+	NodeLabels    map[string]string `json:"nodeLabels"`
 	// Protected is true when at least one host has a policy.
-	Protected bool
+	Protected bool `json:"protected"`
 	// MaxRequestBodyBytes is the largest body any of its policies inspects.
-	MaxRequestBodyBytes int64
+	MaxRequestBodyBytes int64 `json:"maxRequestBodyBytes"`
 	// AllowPartialBody is true when a policy inspects truncated bodies.
-	AllowPartialBody bool
+	AllowPartialBody bool `json:"allowPartialBody"`
 	// FailOpen is true only when every policy on it asks failureMode Open.
-	FailOpen bool
+	FailOpen bool `json:"failOpen"`
 }
 
 // PolicyStatus is what happened to one WAFPolicy.
 type PolicyStatus struct {
-	Ref store.ObjectRef
+	Ref store.ObjectRef `json:"ref"`
 	// Version identifies the policy's content as agents report it.
-	Version string
+	Version string `json:"version"`
 	// Hosts are the effective "<gateway ns>/<gateway>/<host>" it protects.
-	Hosts []string
+	Hosts []string `json:"hosts"`
 	// Conflicts say which hosts another, older policy holds.
-	Conflicts []string
+	Conflicts []string `json:"conflicts,omitempty"`
 	// Unresolved say which targets were not found.
-	Unresolved []string
+	Unresolved []string `json:"unresolved,omitempty"`
 }
 
 // Build translates one consistent view of the store.

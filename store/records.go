@@ -17,9 +17,9 @@ const (
 
 // ObjectRef names one object of one kind.
 type ObjectRef struct {
-	Kind      string
-	Namespace string
-	Name      string
+	Kind      string `json:"kind"`
+	Namespace string `json:"namespace"`
+	Name      string `json:"name"`
 }
 
 // NamespacedName is "<namespace>/<name>".

@@ -1,0 +1,181 @@
+package watch
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshwaf/meshwaf/api/v1alpha1"
+	"github.com/meshwaf/meshwaf/store"
+)
+
+const gatewayYAML = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-ingress}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/shop.example.com"]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: shop, namespace: shop}
+spec:
+  hosts: [shop.example.com]
+  gateways: [istio-ingress/public, mesh]
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: ignored}
+`
+
+func policyYAML(mode string) string {
+	return `apiVersion: waf.meshwaf.io/v1alpha1
+kind: WAFPolicy
+metadata: {name: shop, namespace: shop}
+spec:
+  targetRefs: [{group: networking.istio.io, kind: Gateway, name: public, namespace: istio-ingress}]
+  mode: ` + mode + "\n"
+}
+
+// rejectBadRules stands in for Coraza: it refuses rules containing "bad".
+func rejectBadRules(spec v1alpha1.WAFPolicySpec) error {
+	if strings.Contains(spec.CustomRules, "bad") {
+		return errors.New("custom rule does not compile")
+	}
+	return nil
+}
+
+func newTestFiles(t *testing.T, dir string) (*Files, *store.Store, *bytes.Buffer) {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	db := store.New()
+	f := NewFiles(FilesConfig{
+		Dir: dir, Store: db, Validate: rejectBadRules,
+		Logger: slog.New(slog.NewJSONHandler(logs, nil)),
+	})
+	return f, db, logs
+}
+
+func write(t *testing.T, dir, name, content string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func mode(t *testing.T, db *store.Store) v1alpha1.Mode {
+	t.Helper()
+	policies := db.Read().Policies()
+	if len(policies) != 1 {
+		t.Fatalf("store has %d policies, want 1", len(policies))
+	}
+	return policies[0].Spec.Mode
+}
+
+func TestFilesLoadsKnownKinds(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "gateway.yaml", gatewayYAML)
+	write(t, dir, "policy.yml", policyYAML("Detect"))
+	f, db, _ := newTestFiles(t, dir)
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	txn := db.Read()
+	gws, routes := txn.Gateways(), txn.Routes()
+	if len(gws) != 1 || gws[0].Hosts[0] != "shop.example.com" || gws[0].NodeLabels["istio"] != "ingressgateway" {
+		t.Fatalf("gateways = %+v", gws)
+	}
+	if len(routes) != 1 || len(routes[0].Gateways) != 1 || routes[0].Gateways[0].Name != "public" {
+		t.Fatalf("routes = %+v (the mesh gateway must be dropped)", routes)
+	}
+	if got := mode(t, db); got != v1alpha1.ModeDetect {
+		t.Fatalf("mode = %s", got)
+	}
+	select {
+	case <-f.Synced():
+	default:
+		t.Fatal("not synced after the first load")
+	}
+}
+
+func TestFilesKeepsLastGoodVersion(t *testing.T) {
+	tests := map[string]struct {
+		content    string
+		wantReason string
+	}{
+		"bad yaml":            {"apiVersion: waf.meshwaf.io/v1alpha1\nkind: WAFPolicy\nmetadata: {name: shop\n", "yaml"},
+		"unknown mode":        {policyYAML("Block"), `spec.mode: \"Block\" is not one of Prevent, Detect, Off`},
+		"misspelt field":      {policyYAML("Prevent") + "  moed: Detect\n", "unknown field"},
+		"rule does not build": {policyYAML("Prevent") + "  customRules: bad\n", "custom rule does not compile"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			write(t, dir, "gateway.yaml", gatewayYAML)
+			write(t, dir, "policy.yaml", policyYAML("Prevent"))
+			f, db, logs := newTestFiles(t, dir)
+			if err := f.reload(); err != nil {
+				t.Fatal(err)
+			}
+			write(t, dir, "policy.yaml", tc.content)
+			if err := f.reload(); err != nil {
+				t.Fatal(err)
+			}
+			if got := mode(t, db); got != v1alpha1.ModePrevent {
+				t.Fatalf("mode = %s, want the last good Prevent", got)
+			}
+			out := logs.String()
+			if !strings.Contains(out, `"msg":"manifest rejected"`) || !strings.Contains(out, filepath.Join(dir, "policy.yaml")) ||
+				!strings.Contains(out, tc.wantReason) {
+				t.Fatalf("log does not name the file and reason %q:\n%s", tc.wantReason, out)
+			}
+			// Fixing the file applies the fix.
+			write(t, dir, "policy.yaml", policyYAML("Detect"))
+			if err := f.reload(); err != nil {
+				t.Fatal(err)
+			}
+			if got := mode(t, db); got != v1alpha1.ModeDetect {
+				t.Fatalf("mode = %s after the fix, want Detect", got)
+			}
+		})
+	}
+}
+
+func TestFilesNoticesEdits(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "gateway.yaml", gatewayYAML)
+	write(t, dir, "policy.yaml", policyYAML("Prevent"))
+	f, db, _ := newTestFiles(t, dir)
+	f.cfg.PollInterval = 10 * time.Millisecond
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- f.Start(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-f.Synced()
+	<-db.Changed()
+
+	write(t, dir, "policy.yaml", policyYAML("Detect"))
+	select {
+	case <-db.Changed():
+	case <-time.After(2 * time.Second):
+		t.Fatal("edit not noticed within 2s")
+	}
+	if got := mode(t, db); got != v1alpha1.ModeDetect {
+		t.Fatalf("mode = %s", got)
+	}
+}
+
+func TestFilesMissingFolderFails(t *testing.T) {
+	f, _, _ := newTestFiles(t, filepath.Join(t.TempDir(), "nope"))
+	if err := f.Start(context.Background()); err == nil {
+		t.Fatal("Start succeeded on a missing folder")
+	}
+}
