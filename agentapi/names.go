@@ -14,6 +14,12 @@ const HostPolicyTypeURL = "type.googleapis.com/meshwaf.agent.v1.HostPolicy"
 // agent knows whose host policies apply.
 const GatewayMetadataKey = "x-meshwaf-gateway"
 
+// PolicyDigestMetadataKey is the gRPC metadata key carrying a digest of the
+// host policy versions the calling Envoy's gateways had when its filter was
+// configured. It changes with every policy change, so each change is also
+// a visible ECDS update on the gateway.
+const PolicyDigestMetadataKey = "x-meshwaf-policy-digest"
+
 // GatewayWide is the host of a policy that applies to every host of a gateway.
 const GatewayWide = "*"
 

@@ -1,6 +1,8 @@
 package snapshot
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"math"
 
@@ -82,13 +84,18 @@ func (s *Snapshot) extAuthz(gateways []Gateway) *extauthzv3.ExtAuthz {
 	}
 	failOpen, partial := true, false
 	var maxBody int64
+	digest := sha256.New()
 	for _, g := range gateways {
 		grpc.InitialMetadata = append(grpc.InitialMetadata,
 			&corev3.HeaderValue{Key: agentapi.GatewayMetadataKey, Value: g.ID})
+		digest.Write([]byte(g.PolicyDigest))
 		failOpen = failOpen && g.FailOpen
 		partial = partial || g.AllowPartialBody
 		maxBody = max(maxBody, g.MaxRequestBodyBytes)
 	}
+	grpc.InitialMetadata = append(grpc.InitialMetadata, &corev3.HeaderValue{
+		Key: agentapi.PolicyDigestMetadataKey, Value: hex.EncodeToString(digest.Sum(nil))[:12],
+	})
 	authz := &extauthzv3.ExtAuthz{
 		Services:            &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpc},
 		TransportApiVersion: corev3.ApiVersion_V3,

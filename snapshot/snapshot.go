@@ -54,6 +54,11 @@ type Gateway struct {
 	AllowPartialBody bool `json:"allowPartialBody"`
 	// FailOpen is true only when every policy on it asks failureMode Open.
 	FailOpen bool `json:"failOpen"`
+	// PolicyDigest identifies the set of host policy versions on this
+	// gateway. It is part of the filter config, so every policy change is
+	// also an ECDS update: Envoy's stats then show when a gateway was told
+	// about a change, and the agent learns which policy set Envoy expects.
+	PolicyDigest string `json:"policyDigest"`
 }
 
 // PolicyStatus is what happened to one WAFPolicy.
@@ -116,7 +121,9 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 		snap.Policies = append(snap.Policies, *statuses[ref])
 	}
 	for _, id := range slices.Sorted(maps.Keys(gateways)) {
-		snap.Gateways = append(snap.Gateways, *gateways[id])
+		g := gateways[id]
+		g.PolicyDigest = policyDigest(snap.HostPolicies, g.ID)
+		snap.Gateways = append(snap.Gateways, *g)
 	}
 	version, err := snap.digest()
 	if err != nil {
@@ -144,6 +151,17 @@ func (g *Gateway) add(p *agentapi.HostPolicy, failureMode v1alpha1.FailureMode) 
 
 func compareRefs(a, b store.ObjectRef) int {
 	return strings.Compare(a.Kind+"/"+a.NamespacedName(), b.Kind+"/"+b.NamespacedName())
+}
+
+// policyDigest hashes the names and versions of a gateway's host policies.
+func policyDigest(hostPolicies map[string]*agentapi.HostPolicy, gateway string) string {
+	h := sha256.New()
+	for _, name := range slices.Sorted(maps.Keys(hostPolicies)) {
+		if hp := hostPolicies[name]; hp.GetGateway() == gateway {
+			fmt.Fprintf(h, "%s\x00%s\x00", name, hp.GetPolicyVersion())
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil))[:12]
 }
 
 // digest hashes everything the snapshot serves, in a fixed order.

@@ -233,3 +233,22 @@ func normalize(t *testing.T, b []byte) json.RawMessage {
 	}
 	return out
 }
+
+func TestPolicyChangeChangesFilterConfig(t *testing.T) {
+	objs := cases[0].objs
+	before := build(t, objs)
+	flipped := *objs.Policies[0]
+	flipped.Spec.Mode = v1alpha1.ModeDetect
+	after := build(t, store.Objects{Gateways: objs.Gateways, Policies: []*store.Policy{&flipped}})
+	a, err := before.FilterConfig(ingressNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := after.FilterConfig(ingressNode)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if proto.Equal(a, b) {
+		t.Fatal("a mode change left the gateway's filter config unchanged, so Envoy would see no ECDS update")
+	}
+}

@@ -45,6 +45,7 @@ func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- s.Start(ctx) }()
+	waitListening(t, s.cfg.Listen)
 	conn, err := grpc.NewClient(s.cfg.Listen, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)
@@ -57,6 +58,19 @@ func startServer(t *testing.T) (*Server, *grpc.ClientConn) {
 		}
 	})
 	return s, conn
+}
+
+// waitListening returns once addr accepts connections, so streams opened
+// right after never race the server's listen.
+func waitListening(t *testing.T, addr string) {
+	t.Helper()
+	waitFor(t, func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
 }
 
 func buildSnapshot(t *testing.T, mode v1alpha1.Mode, hosts ...string) *snapshot.Snapshot {
@@ -184,7 +198,8 @@ func TestECDSConfigCarriesGatewayIdentity(t *testing.T) {
 		t.Fatalf("resource is %s of %s, want ext_authz named %s", tec.GetName(), tec.GetTypedConfig().GetTypeUrl(), snapshot.FilterName)
 	}
 	md := authz.GetGrpcService().GetInitialMetadata()
-	if len(md) != 1 || md[0].GetKey() != agentapi.GatewayMetadataKey || md[0].GetValue() != "istio-ingress/public" {
+	if len(md) != 2 || md[0].GetKey() != agentapi.GatewayMetadataKey || md[0].GetValue() != "istio-ingress/public" ||
+		md[1].GetKey() != agentapi.PolicyDigestMetadataKey {
 		t.Fatalf("initial metadata = %v", md)
 	}
 	if authz.GetFailureModeAllow() {
