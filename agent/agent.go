@@ -1,0 +1,188 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Config is everything the agent needs; cmd/agent fills it from flags.
+type Config struct {
+	// XDSAddress is the control plane's gRPC address (host:port).
+	XDSAddress string
+	// NodeID identifies this agent in the xDS node.
+	NodeID string
+	// ListenAddr serves ext_authz gRPC; HTTPListenAddr serves /healthz,
+	// /readyz, /metrics and /debug/policies. ":0" picks a free port (see
+	// Agent.GRPCAddr and Agent.HTTPAddr).
+	ListenAddr     string
+	HTTPListenAddr string
+	// AuditLog receives one JSON line per audited transaction; nil discards.
+	AuditLog io.Writer
+	// Logger is the operational log; nil discards.
+	Logger *slog.Logger
+	// Registry receives the agent's metrics and is served on /metrics; nil
+	// means a fresh registry.
+	Registry *prometheus.Registry
+	// DialOptions for the control plane connection; nil means plaintext.
+	DialOptions []grpc.DialOption
+	// ReconnectMin and ReconnectMax bound the reconnect backoff.
+	// Defaults 500ms and 30s.
+	ReconnectMin, ReconnectMax time.Duration
+	// MaxRequestBytes bounds one ext_authz message; it must exceed the
+	// largest policy body limit. Default 64 MiB.
+	MaxRequestBytes int
+	// ShutdownGrace is how long in-flight Checks get on shutdown. Default 5s.
+	ShutdownGrace time.Duration
+	// Compile overrides WAF compilation (tests share one compiled CRS).
+	Compile CompileFunc
+}
+
+func (c *Config) setDefaults() {
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Registry == nil {
+		c.Registry = prometheus.NewRegistry()
+	}
+	if c.DialOptions == nil {
+		c.DialOptions = []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
+	}
+	if c.ReconnectMin <= 0 {
+		c.ReconnectMin = 500 * time.Millisecond
+	}
+	if c.ReconnectMax < c.ReconnectMin {
+		c.ReconnectMax = max(30*time.Second, c.ReconnectMin)
+	}
+	if c.MaxRequestBytes <= 0 {
+		c.MaxRequestBytes = 64 << 20
+	}
+	if c.ShutdownGrace <= 0 {
+		c.ShutdownGrace = 5 * time.Second
+	}
+}
+
+// Agent is the node agent runner.
+type Agent struct {
+	cfg      Config
+	reg      *Registry
+	client   *policyClient
+	conn     *grpc.ClientConn
+	grpcSrv  *grpc.Server
+	httpSrv  *http.Server
+	grpcLis  net.Listener
+	httpLis  net.Listener
+	registry *prometheus.Registry
+}
+
+// New validates cfg and binds both listeners, so that a bad address fails
+// before Start and tests can listen on ":0". Start must be called once to
+// serve and, eventually, release them.
+func New(cfg Config) (*Agent, error) {
+	cfg.setDefaults()
+	if cfg.XDSAddress == "" || cfg.NodeID == "" {
+		return nil, errors.New("agent: XDSAddress and NodeID are required")
+	}
+	m, err := newMetrics(cfg.Registry)
+	if err != nil {
+		return nil, fmt.Errorf("agent: metrics: %w", err)
+	}
+	conn, err := grpc.NewClient(cfg.XDSAddress, cfg.DialOptions...)
+	if err != nil {
+		return nil, fmt.Errorf("agent: control plane %s: %w", cfg.XDSAddress, err)
+	}
+	a := &Agent{cfg: cfg, reg: NewRegistry(cfg.Compile), conn: conn, registry: cfg.Registry}
+	node := &corev3.Node{Id: cfg.NodeID, Cluster: "meshwaf-agent", UserAgentName: "meshwaf-agent"}
+	a.client = newPolicyClient(conn, node, a.reg, m, cfg.Logger.With("component", "policy-client"),
+		backoff{min: cfg.ReconnectMin, max: cfg.ReconnectMax})
+
+	a.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxRequestBytes))
+	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{
+		reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
+		log: cfg.Logger.With("component", "authz"), now: time.Now,
+	})
+	a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
+
+	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
+	}
+	if a.httpLis, err = net.Listen("tcp", cfg.HTTPListenAddr); err != nil {
+		conn.Close()
+		a.grpcLis.Close()
+		return nil, fmt.Errorf("agent: listen %s: %w", cfg.HTTPListenAddr, err)
+	}
+	return a, nil
+}
+
+// GRPCAddr is the bound ext_authz address.
+func (a *Agent) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
+
+// HTTPAddr is the bound HTTP address.
+func (a *Agent) HTTPAddr() net.Addr { return a.httpLis.Addr() }
+
+// Ready is closed once the first policy set has been received and compiled.
+func (a *Agent) Ready() <-chan struct{} { return a.client.ready }
+
+// Start serves until ctx is done, then stops accepting Checks, lets
+// in-flight ones finish (up to ShutdownGrace) and returns. It returns an
+// error only if a server fails.
+func (a *Agent) Start(ctx context.Context) error {
+	defer a.conn.Close()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		// ErrServerStopped means shutdown won the race with Serve.
+		if err := a.grpcSrv.Serve(a.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			return fmt.Errorf("ext_authz server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		if err := a.httpSrv.Serve(a.httpLis); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("http server: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error { return a.client.run(gctx) })
+	g.Go(func() error {
+		<-gctx.Done()
+		a.shutdown()
+		return nil
+	})
+	a.cfg.Logger.Info("agent started", "ext_authz", a.GRPCAddr().String(), "http", a.HTTPAddr().String(),
+		"xds", a.cfg.XDSAddress, "node_id", a.cfg.NodeID)
+	err := g.Wait()
+	a.cfg.Logger.Info("agent stopped")
+	return err
+}
+
+func (a *Agent) shutdown() {
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
+	defer cancel()
+	stopped := make(chan struct{})
+	go func() {
+		a.grpcSrv.GracefulStop()
+		close(stopped)
+	}()
+	select {
+	case <-stopped:
+	case <-shutdownCtx.Done():
+		a.grpcSrv.Stop()
+		<-stopped
+	}
+	if err := a.httpSrv.Shutdown(shutdownCtx); err != nil {
+		a.httpSrv.Close()
+	}
+}

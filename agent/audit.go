@@ -1,0 +1,100 @@
+package agent
+
+import (
+	"encoding/json"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+)
+
+// Audit actions.
+const (
+	actionBlocked  = "blocked"
+	actionDetected = "detected"
+	actionAllowed  = "allowed" // only written at audit level All
+)
+
+// AuditRecord is one line of the audit log (docs/architecture.md).
+type AuditRecord struct {
+	Time          time.Time   `json:"time"`
+	TransactionID string      `json:"transaction_id"`
+	RequestID     string      `json:"request_id,omitempty"`
+	Gateway       string      `json:"gateway"`
+	Host          string      `json:"host"`
+	Method        string      `json:"method"`
+	Path          string      `json:"path"`
+	Client        string      `json:"client"`
+	Policy        string      `json:"policy"`
+	PolicyVersion string      `json:"policy_version"`
+	Mode          string      `json:"mode"`
+	Action        string      `json:"action"`
+	Status        int         `json:"status,omitempty"`
+	Reason        string      `json:"reason,omitempty"`
+	AnomalyScore  int         `json:"anomaly_score"`
+	Rules         []AuditRule `json:"rules"`
+}
+
+// AuditRule is a matched rule that carries a message.
+type AuditRule struct {
+	ID       int    `json:"id"`
+	Msg      string `json:"msg"`
+	Severity string `json:"severity,omitempty"`
+}
+
+// AuditLog writes one JSON object per line. It is safe for concurrent use;
+// each record reaches the writer in a single Write call so lines never
+// interleave.
+type AuditLog struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+// NewAuditLog writes to w; nil discards.
+func NewAuditLog(w io.Writer) *AuditLog {
+	if w == nil {
+		w = io.Discard
+	}
+	return &AuditLog{w: w}
+}
+
+// Write appends rec as one line.
+func (a *AuditLog) Write(rec *AuditRecord) error {
+	line, err := json.Marshal(rec)
+	if err != nil {
+		return err
+	}
+	line = append(line, '\n')
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	_, err = a.w.Write(line)
+	return err
+}
+
+// shouldAudit applies the policy's audit level to an action.
+func shouldAudit(level agentapi.AuditLevel, action string) bool {
+	switch level {
+	case agentapi.AuditLevel_AUDIT_LEVEL_NONE:
+		return false
+	case agentapi.AuditLevel_AUDIT_LEVEL_ALL:
+		return true
+	case agentapi.AuditLevel_AUDIT_LEVEL_BLOCKED:
+		return action == actionBlocked
+	default: // Detected, and unspecified which means Detected
+		return action == actionBlocked || action == actionDetected
+	}
+}
+
+// modeName is the WAFPolicy spelling of a mode, as the audit log and
+// /debug/policies show it.
+func modeName(m agentapi.Mode) string {
+	switch m {
+	case agentapi.Mode_MODE_DETECT:
+		return "Detect"
+	case agentapi.Mode_MODE_OFF:
+		return "Off"
+	default:
+		return "Prevent"
+	}
+}

@@ -1,0 +1,52 @@
+package agent
+
+import (
+	"encoding/json"
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// debugPolicy is one row of /debug/policies (docs/architecture.md).
+type debugPolicy struct {
+	Name          string `json:"name"`
+	Gateway       string `json:"gateway"`
+	Host          string `json:"host"`
+	Policy        string `json:"policy"`
+	PolicyVersion string `json:"policyVersion"`
+	Mode          string `json:"mode"`
+}
+
+func (a *Agent) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-a.client.ready:
+			w.Write([]byte("ok\n"))
+		default:
+			http.Error(w, "waiting for the first policy set", http.StatusServiceUnavailable)
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(a.registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/policies", a.debugPolicies)
+	return mux
+}
+
+func (a *Agent) debugPolicies(w http.ResponseWriter, _ *http.Request) {
+	rows := []debugPolicy{}
+	for _, e := range a.reg.Entries() {
+		rows = append(rows, debugPolicy{
+			Name:          e.Name,
+			Gateway:       e.Policy.GetGateway(),
+			Host:          e.Policy.GetHost(),
+			Policy:        e.Policy.GetPolicy(),
+			PolicyVersion: e.Policy.GetPolicyVersion(),
+			Mode:          modeName(e.Policy.GetMode()),
+		})
+	}
+	w.Header().Set("Content-Type", "application/json")
+	json.NewEncoder(w).Encode(map[string]any{"policies": rows})
+}

@@ -1,0 +1,116 @@
+// Command meshwaf-agent is the meshwaf node agent: it receives host policies
+// from the control plane and answers Envoy's ext_authz checks with Coraza
+// and the OWASP CRS. It only turns flags into agent.Config and runs it.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshwaf/meshwaf/agent"
+)
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return
+		}
+		fmt.Fprintln(os.Stderr, "meshwaf-agent:", err)
+		os.Exit(1)
+	}
+}
+
+func run(args []string) error {
+	fs := flag.NewFlagSet("meshwaf-agent", flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), `meshwaf-agent inspects requests for Envoy (ext_authz) with Coraza and the
+OWASP Core Rule Set, using host policies received from meshwaf-xds.
+
+Usage: meshwaf-agent [flags]
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	xdsAddr := fs.String("xds-address", "meshwaf-xds.meshwaf-system.svc:18000", "control plane gRPC `host:port`")
+	listen := fs.String("listen", ":9191", "ext_authz gRPC listen `address` (envoy.service.auth.v3.Authorization)")
+	httpListen := fs.String("http-listen", ":9192", "HTTP listen `address` for /healthz, /readyz, /metrics, /debug/policies")
+	nodeID := fs.String("node-id", defaultNodeID(), "`id` sent in the xDS node; defaults to $NODE_NAME, else the hostname")
+	auditPath := fs.String("audit-log", "-", "`path` of the JSON audit log, one line per audited transaction; - is stdout")
+	logFormat := fs.String("log-format", "json", "operational log `format`: json or text (written to stderr)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+
+	logger, err := newLogger(*logFormat)
+	if err != nil {
+		return err
+	}
+	audit, closeAudit, err := openAudit(*auditPath)
+	if err != nil {
+		return err
+	}
+	defer closeAudit()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a, err := agent.New(agent.Config{
+		XDSAddress:     *xdsAddr,
+		NodeID:         *nodeID,
+		ListenAddr:     *listen,
+		HTTPListenAddr: *httpListen,
+		AuditLog:       audit,
+		Logger:         logger,
+		Registry:       reg,
+	})
+	if err != nil {
+		return err
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	return a.Start(ctx)
+}
+
+func defaultNodeID() string {
+	if n := os.Getenv("NODE_NAME"); n != "" {
+		return n
+	}
+	h, _ := os.Hostname()
+	return h
+}
+
+func newLogger(format string) (*slog.Logger, error) {
+	switch format {
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, nil)), nil
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, nil)), nil
+	default:
+		return nil, fmt.Errorf("--log-format %q: want json or text", format)
+	}
+}
+
+func openAudit(path string) (io.Writer, func(), error) {
+	if path == "-" || path == "" {
+		return os.Stdout, func() {}, nil
+	}
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o640)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--audit-log: %w", err)
+	}
+	return f, func() { f.Close() }, nil
+}

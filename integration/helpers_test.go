@@ -1,0 +1,169 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+var (
+	repoRoot string
+	binDir   string // built binaries, shared by every stack of this run
+
+	buildOnce sync.Once
+	bins      stack.Binaries
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	var err error
+	if repoRoot, err = stack.RepoRoot("."); err != nil {
+		panic(err)
+	}
+	if binDir, err = os.MkdirTemp("", "meshwaf-e2e-bin-"); err != nil {
+		panic(err)
+	}
+	code := m.Run()
+	os.RemoveAll(binDir)
+	os.Exit(code)
+}
+
+// binaries builds cmd/xds and cmd/agent once per test run.
+func binaries(t *testing.T) *stack.Binaries {
+	t.Helper()
+	buildOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		bins, buildErr = stack.Build(ctx, repoRoot, binDir)
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return &bins
+}
+
+// startStack starts a stack for t and stops it when t ends. When t failed,
+// the tail of every log is printed, since the run directory is removed.
+func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
+	t.Helper()
+	if !cfg.EnvoyOnly && cfg.Binaries == nil {
+		cfg.Binaries = binaries(t)
+	}
+	cfg.RepoRoot = repoRoot
+	cfg.RunDir = t.TempDir()
+	cfg.Logf = t.Logf
+	start := time.Now()
+	s, err := stack.Start(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("start stack: %v", err)
+	}
+	t.Logf("stack started in %s: %s", time.Since(start).Round(time.Millisecond), s.Describe())
+	t.Cleanup(func() {
+		if t.Failed() {
+			dumpLogs(t, s)
+		}
+		if err := s.Stop(); err != nil {
+			t.Errorf("stop stack: %v", err)
+		}
+	})
+	return s
+}
+
+func dumpLogs(t *testing.T, s *stack.Stack) {
+	t.Helper()
+	logs := s.LogPaths()
+	for _, f := range []struct {
+		path string
+		n    int
+	}{{logs.ControlPlane, 40}, {logs.Agent, 40}, {logs.Envoy, 30}, {logs.Audit, 5}} {
+		b, err := os.ReadFile(f.path)
+		if err != nil {
+			continue
+		}
+		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+		if len(lines) > f.n {
+			lines = lines[len(lines)-f.n:]
+		}
+		t.Logf("---- %s (last %d lines)\n%s", filepath.Base(f.path), len(lines), strings.Join(lines, "\n"))
+	}
+}
+
+// request is one client request to the gateway.
+type request struct {
+	method      string
+	host        string
+	target      string // path and query, already encoded
+	contentType string
+	body        string
+}
+
+func (r request) String() string { return r.method + " " + r.host + r.target }
+
+type response struct {
+	status int
+	header http.Header
+	body   string
+}
+
+var gatewayClient = &http.Client{Timeout: 10 * time.Second}
+
+func send(t *testing.T, s *stack.Stack, r request) response {
+	t.Helper()
+	resp, err := trySend(s, r)
+	if err != nil {
+		t.Fatalf("%s: %v", r, err)
+	}
+	return resp
+}
+
+func trySend(s *stack.Stack, r request) (response, error) {
+	method := r.method
+	if method == "" {
+		method = http.MethodGet
+	}
+	var body io.Reader
+	if r.body != "" {
+		body = strings.NewReader(r.body)
+	}
+	req, err := http.NewRequest(method, s.GatewayURL()+r.target, body)
+	if err != nil {
+		return response{}, err
+	}
+	req.Host = r.host
+	if r.contentType != "" {
+		req.Header.Set("Content-Type", r.contentType)
+	}
+	resp, err := gatewayClient.Do(req)
+	if err != nil {
+		return response{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return response{status: resp.StatusCode, header: resp.Header, body: string(b)}, err
+}
+
+// waitStatus sends r until it gets want or timeout passes, and returns how
+// long that took.
+func waitStatus(t *testing.T, s *stack.Stack, r request, want int, timeout time.Duration) time.Duration {
+	t.Helper()
+	start := time.Now()
+	var last response
+	var lastErr error
+	for time.Since(start) < timeout {
+		last, lastErr = trySend(s, r)
+		if lastErr == nil && last.status == want {
+			return time.Since(start)
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	t.Fatalf("%s: no %d within %s; last status %d body %q error %v", r, want, timeout, last.status, last.body, lastErr)
+	return 0
+}

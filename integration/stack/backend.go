@@ -1,0 +1,46 @@
+package stack
+
+import (
+	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+)
+
+// backend is the echo service behind the gateway. It runs in-process: it
+// is not under test, and an in-process server cannot be orphaned.
+type backend struct {
+	srv      *http.Server
+	requests atomic.Int64
+}
+
+// echo is what the backend answers, so tests can see what Envoy forwarded.
+type echo struct {
+	Method   string `json:"method"`
+	Path     string `json:"path"`
+	Host     string `json:"host"`
+	BodySize int    `json:"bodySize"`
+}
+
+func startBackend(port int) (*backend, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
+		return nil, err
+	}
+	b := &backend{}
+	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = b.srv.Serve(ln) }()
+	return b, nil
+}
+
+func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
+	b.requests.Add(1)
+	body, _ := io.ReadAll(r.Body)
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(echo{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, BodySize: len(body)})
+}
+
+func (b *backend) close() error { return b.srv.Close() }

@@ -1,0 +1,149 @@
+package stack
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// httpClient is for the components' own endpoints; short timeouts keep a
+// hung component from hanging a test.
+var httpClient = &http.Client{Timeout: 5 * time.Second}
+
+// waitReady polls url until it answers 200, the process exits, or the
+// configured timeout passes.
+func (s *Stack) waitReady(ctx context.Context, p *process, url string) error {
+	s.cfg.Logf("waiting for %s (%s)", p.name, url)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
+	defer cancel()
+	var last string
+	for {
+		if err := p.exited(); err != nil {
+			return err
+		}
+		status, body, err := get(ctx, url)
+		if err == nil && status == http.StatusOK {
+			return nil
+		}
+		last = fmt.Sprintf("status %d %q, error %v", status, body, err)
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s not ready at %s after %s (last: %s); log %s:\n%s",
+				p.name, url, s.cfg.ReadyTimeout, last, p.logPath, tail(p.logPath, 30))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+func get(ctx context.Context, url string) (int, string, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := httpClient.Do(req)
+	if err != nil {
+		return 0, "", err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(body), err
+}
+
+// EnvoyStats returns Envoy's counters and gauges whose names match the
+// regular expression filter (as Envoy's /stats?filter= takes it).
+// Histograms are left out.
+func (s *Stack) EnvoyStats(ctx context.Context, filter string) (map[string]uint64, error) {
+	status, body, err := get(ctx, s.AdminURL()+"/stats?filter="+url.QueryEscape(filter))
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("envoy /stats: status %d: %s", status, body)
+	}
+	stats := map[string]uint64{}
+	sc := bufio.NewScanner(strings.NewReader(body))
+	for sc.Scan() {
+		name, value, ok := strings.Cut(sc.Text(), ": ")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseUint(value, 10, 64); err == nil {
+			stats[name] = n
+		}
+	}
+	return stats, nil
+}
+
+// ECDSStatPrefix is where Envoy counts ECDS activity for the meshwaf.waf
+// HTTP filter (config_reload, config_fail, config_conflict, ...).
+const ECDSStatPrefix = "extension_config_discovery.http_filter." + wafFilterName + "."
+
+// ECDSReloads is how often Envoy has applied a new meshwaf.waf
+// configuration received over ECDS.
+func (s *Stack) ECDSReloads(ctx context.Context) (uint64, error) {
+	stats, err := s.EnvoyStats(ctx, "^"+strings.ReplaceAll(ECDSStatPrefix, ".", `\.`)+"config_reload$")
+	if err != nil {
+		return 0, err
+	}
+	return stats[ECDSStatPrefix+"config_reload"], nil
+}
+
+// WaitECDSReloads waits until Envoy has applied at least n meshwaf.waf
+// configurations.
+func (s *Stack) WaitECDSReloads(ctx context.Context, n uint64, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		got, err := s.ECDSReloads(ctx)
+		if err == nil && got >= n {
+			return nil
+		}
+		if aliveErr := s.Alive(); aliveErr != nil {
+			return aliveErr
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("envoy applied %d %s configurations, want %d within %s (last error %v); control plane log:\n%s\nenvoy log:\n%s",
+				got, wafFilterName, n, timeout, err, tail(s.LogPaths().ControlPlane, 20), tail(s.LogPaths().Envoy, 20))
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// AgentPolicy is one entry of the agent's /debug/policies.
+type AgentPolicy struct {
+	Name          string `json:"name"`
+	Gateway       string `json:"gateway"`
+	Host          string `json:"host"`
+	Policy        string `json:"policy"`
+	PolicyVersion string `json:"policyVersion"`
+	Mode          string `json:"mode"`
+}
+
+// AgentPolicies returns what the agent says it enforces.
+func (s *Stack) AgentPolicies(ctx context.Context) ([]AgentPolicy, error) {
+	if s.agent == nil {
+		return nil, fmt.Errorf("agent: %w", errNotRunning)
+	}
+	status, body, err := get(ctx, s.AgentURL()+"/debug/policies")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("agent /debug/policies: status %d: %s", status, body)
+	}
+	var out struct {
+		Policies []AgentPolicy `json:"policies"`
+	}
+	if err := json.Unmarshal([]byte(body), &out); err != nil {
+		return nil, fmt.Errorf("agent /debug/policies: %w: %s", err, body)
+	}
+	return out.Policies, nil
+}

@@ -1,0 +1,92 @@
+package stack
+
+import (
+	"time"
+)
+
+// Config selects what a Stack runs. Only Manifests is required (unless
+// EnvoyOnly); everything else has a working default.
+type Config struct {
+	// Manifests is the folder of YAML the control plane reads (--manifests).
+	Manifests string
+	// RunDir receives the generated Envoy configuration, every process's
+	// output and the audit log. Empty means a new temporary directory,
+	// which Stop removes unless KeepRunDir is set.
+	RunDir     string
+	KeepRunDir bool
+	// RepoRoot is the meshwaf module root; empty means the nearest parent
+	// of the working directory whose go.mod declares the meshwaf module.
+	RepoRoot string
+	// Binaries are prebuilt control plane and agent binaries; nil means
+	// building them into the run directory.
+	Binaries *Binaries
+	// EnvoyPath is the envoy binary; empty means $MESHWAF_ENVOY, else the
+	// path printed by scripts/install-envoy.sh.
+	EnvoyPath string
+	// Ports are the loopback ports to use; zero fields get free random ports.
+	Ports Ports
+	// EnvoyOnly starts the backend and Envoy but no control plane or agent,
+	// to observe Envoy before it has ever received a configuration.
+	EnvoyOnly bool
+	// Gateway is the identity the Envoy node presents, as an Istio ingress
+	// gateway would; zero fields get the defaults of DefaultGateway.
+	Gateway GatewayIdentity
+	// ReadyTimeout bounds the wait for each component to become ready.
+	// Default 60s (the first CRS compile and Envoy start are slow on small
+	// machines, especially under a parallel test run).
+	ReadyTimeout time.Duration
+	// Logf receives progress messages; nil discards them.
+	Logf func(format string, args ...any)
+}
+
+// Ports are loopback TCP ports.
+type Ports struct {
+	Gateway    int // Envoy's HTTP listener
+	EnvoyAdmin int
+	XDS        int // control plane gRPC (--listen)
+	XDSHTTP    int // control plane /readyz, /debug (--http-listen)
+	Agent      int // agent ext_authz gRPC (--listen)
+	AgentHTTP  int // agent /readyz, /debug (--http-listen)
+	Backend    int // echo backend
+}
+
+// GatewayIdentity is what Istio puts into an ingress gateway's Envoy node.
+type GatewayIdentity struct {
+	Namespace string
+	Labels    map[string]string
+	Workload  string
+}
+
+// DefaultGateway is the identity of the stock Istio ingress gateway in
+// namespace istio-ingress, which the demo Gateway object selects.
+var DefaultGateway = GatewayIdentity{
+	Namespace: "istio-ingress",
+	Labels:    map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
+	Workload:  "istio-ingressgateway",
+}
+
+// AgentCluster is the name of the Envoy cluster that reaches the agent; the
+// control plane is told to use it (--agent-cluster).
+const AgentCluster = "meshwaf_agent"
+
+// backendCluster is the cluster every gateway route goes to.
+const backendCluster = "echo_backend"
+
+func (c Config) withDefaults() Config {
+	if c.ReadyTimeout == 0 {
+		c.ReadyTimeout = 60 * time.Second
+	}
+	if c.Gateway.Namespace == "" {
+		c.Gateway.Namespace = DefaultGateway.Namespace
+	}
+	if c.Gateway.Labels == nil {
+		c.Gateway.Labels = DefaultGateway.Labels
+	}
+	if c.Gateway.Workload == "" {
+		c.Gateway.Workload = DefaultGateway.Workload
+	}
+	if c.Logf == nil {
+		c.Logf = func(string, ...any) {}
+	}
+	return c
+}

