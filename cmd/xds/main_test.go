@@ -1,0 +1,30 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestParseFlags(t *testing.T) {
+	tests := map[string]struct {
+		args    []string
+		wantErr string
+	}{
+		"manifests only":     {[]string{"--manifests", "x"}, ""},
+		"manifests missing":  {nil, "--manifests is required"},
+		"bad log format":     {[]string{"--manifests", "x", "--log-format", "xml"}, "--log-format must be json or text"},
+		"zero agent timeout": {[]string{"--manifests", "x", "--agent-timeout", "0s"}, "--agent-timeout must be positive"},
+		"unknown flag":       {[]string{"--manifest", "x"}, "flag provided but not defined"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			_, err := parseFlags(tc.args)
+			if tc.wantErr == "" && err != nil {
+				t.Fatal(err)
+			}
+			if tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)) {
+				t.Fatalf("error %v, want %q", err, tc.wantErr)
+			}
+		})
+	}
+}
