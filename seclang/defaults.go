@@ -6,18 +6,6 @@ import (
 	"github.com/meshwaf/meshwaf/agentapi"
 )
 
-// Defaults for fields a HostPolicy leaves at their zero value. They mirror
-// api/v1alpha1's defaults; the agent applies them too so that a policy built
-// by hand (or by an older control plane) still behaves.
-const (
-	DefaultParanoiaLevel            = 1
-	DefaultInboundAnomalyThreshold  = 5
-	DefaultOutboundAnomalyThreshold = 4
-	DefaultRequestBodyLimitBytes    = 128 * 1024
-	DefaultBlockStatus              = 403
-	DefaultBlockContentType         = "application/json"
-)
-
 // WithDefaults returns a copy of p with every zero field that has a default
 // set to it. A missing request_body message means "inspect with the default
 // limit"; a present one is taken as written, because proto3 cannot tell an
@@ -34,22 +22,22 @@ func WithDefaults(p *agentapi.HostPolicy) *agentapi.HostPolicy {
 		out.Crs = &agentapi.CoreRuleSet{}
 	}
 	if out.Crs.ParanoiaLevel <= 0 {
-		out.Crs.ParanoiaLevel = DefaultParanoiaLevel
+		out.Crs.ParanoiaLevel = agentapi.DefaultParanoiaLevel
 	}
 	if out.Crs.ParanoiaLevel > 4 {
 		out.Crs.ParanoiaLevel = 4
 	}
 	if out.Crs.InboundAnomalyThreshold <= 0 {
-		out.Crs.InboundAnomalyThreshold = DefaultInboundAnomalyThreshold
+		out.Crs.InboundAnomalyThreshold = agentapi.DefaultInboundAnomalyThreshold
 	}
 	if out.Crs.OutboundAnomalyThreshold <= 0 {
-		out.Crs.OutboundAnomalyThreshold = DefaultOutboundAnomalyThreshold
+		out.Crs.OutboundAnomalyThreshold = agentapi.DefaultOutboundAnomalyThreshold
 	}
 	if out.RequestBody == nil {
 		out.RequestBody = &agentapi.RequestBody{Inspect: true}
 	}
 	if out.RequestBody.LimitBytes <= 0 {
-		out.RequestBody.LimitBytes = DefaultRequestBodyLimitBytes
+		out.RequestBody.LimitBytes = agentapi.DefaultRequestBodyLimitBytes
 	}
 	if out.RequestBody.OverLimit == agentapi.OverLimit_OVER_LIMIT_UNSPECIFIED {
 		out.RequestBody.OverLimit = agentapi.OverLimit_OVER_LIMIT_REJECT
@@ -58,10 +46,10 @@ func WithDefaults(p *agentapi.HostPolicy) *agentapi.HostPolicy {
 		out.BlockResponse = &agentapi.BlockResponse{}
 	}
 	if out.BlockResponse.Status == 0 {
-		out.BlockResponse.Status = DefaultBlockStatus
+		out.BlockResponse.Status = agentapi.DefaultBlockStatus
 	}
 	if out.BlockResponse.ContentType == "" {
-		out.BlockResponse.ContentType = DefaultBlockContentType
+		out.BlockResponse.ContentType = agentapi.DefaultBlockContentType
 	}
 	if out.Audit == agentapi.AuditLevel_AUDIT_LEVEL_UNSPECIFIED {
 		out.Audit = agentapi.AuditLevel_AUDIT_LEVEL_DETECTED

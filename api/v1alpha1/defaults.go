@@ -5,16 +5,19 @@ import (
 	"fmt"
 	"regexp"
 	"strings"
+
+	"github.com/meshwaf/meshwaf/agentapi"
 )
 
-// Defaults applied to fields the user left empty.
+// Defaults applied to fields the user left empty: the agent protocol's, so
+// the API and the agent can never disagree.
 const (
-	DefaultParanoiaLevel            = 1
-	DefaultInboundAnomalyThreshold  = 5
-	DefaultOutboundAnomalyThreshold = 4
-	DefaultRequestBodyLimitBytes    = 128 * 1024
-	DefaultBlockStatus              = 403
-	DefaultBlockContentType         = "application/json"
+	DefaultParanoiaLevel            = agentapi.DefaultParanoiaLevel
+	DefaultInboundAnomalyThreshold  = agentapi.DefaultInboundAnomalyThreshold
+	DefaultOutboundAnomalyThreshold = agentapi.DefaultOutboundAnomalyThreshold
+	DefaultRequestBodyLimitBytes    = agentapi.DefaultRequestBodyLimitBytes
+	DefaultBlockStatus              = agentapi.DefaultBlockStatus
+	DefaultBlockContentType         = agentapi.DefaultBlockContentType
 )
 
 // WithDefaults returns a copy of s with every empty field set to its default.

@@ -3,6 +3,6 @@
 // rules that apply to it wherever it comes from (a YAML file or the
 // Kubernetes API).
 //
-// It imports only Kubernetes API machinery types; it must not import any
-// other meshwaf package.
+// It imports Kubernetes API machinery types and agentapi (whose defaults it
+// shares); it must not import any other meshwaf package.
 package v1alpha1
