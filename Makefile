@@ -82,3 +82,7 @@ tools:
 	@command -v $(PROTOC) >/dev/null || { \
 		echo "installing protobuf-compiler"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; }
+
+# Larger areas (benchmarks, conformance, Kubernetes) keep their targets in
+# make/*.mk, one file each.
+-include make/*.mk

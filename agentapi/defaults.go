@@ -9,6 +9,7 @@ const (
 	DefaultInboundAnomalyThreshold  = 5
 	DefaultOutboundAnomalyThreshold = 4
 	DefaultRequestBodyLimitBytes    = 128 * 1024
+	DefaultResponseBodyLimitBytes   = 128 * 1024
 	DefaultBlockStatus              = 403
 	DefaultBlockContentType         = "application/json"
 )

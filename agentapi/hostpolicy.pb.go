@@ -205,6 +205,8 @@ type HostPolicy struct {
 	RequestBody   *RequestBody   `protobuf:"bytes,9,opt,name=request_body,json=requestBody,proto3" json:"request_body,omitempty"`
 	BlockResponse *BlockResponse `protobuf:"bytes,10,opt,name=block_response,json=blockResponse,proto3" json:"block_response,omitempty"`
 	Audit         AuditLevel     `protobuf:"varint,11,opt,name=audit,proto3,enum=meshwaf.agent.v1.AuditLevel" json:"audit,omitempty"`
+	// ResponseBody asks for response inspection, which needs ext_proc.
+	ResponseBody  *ResponseBody `protobuf:"bytes,12,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -314,6 +316,13 @@ func (x *HostPolicy) GetAudit() AuditLevel {
 		return x.Audit
 	}
 	return AuditLevel_AUDIT_LEVEL_UNSPECIFIED
+}
+
+func (x *HostPolicy) GetResponseBody() *ResponseBody {
+	if x != nil {
+		return x.ResponseBody
+	}
+	return nil
 }
 
 type CoreRuleSet struct {
@@ -505,6 +514,58 @@ func (x *RequestBody) GetOverLimit() OverLimit {
 	return OverLimit_OVER_LIMIT_UNSPECIFIED
 }
 
+type ResponseBody struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Inspect       bool                   `protobuf:"varint,1,opt,name=inspect,proto3" json:"inspect,omitempty"`
+	LimitBytes    int64                  `protobuf:"varint,2,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResponseBody) Reset() {
+	*x = ResponseBody{}
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResponseBody) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResponseBody) ProtoMessage() {}
+
+func (x *ResponseBody) ProtoReflect() protoreflect.Message {
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResponseBody.ProtoReflect.Descriptor instead.
+func (*ResponseBody) Descriptor() ([]byte, []int) {
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ResponseBody) GetInspect() bool {
+	if x != nil {
+		return x.Inspect
+	}
+	return false
+}
+
+func (x *ResponseBody) GetLimitBytes() int64 {
+	if x != nil {
+		return x.LimitBytes
+	}
+	return 0
+}
+
 type BlockResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
@@ -516,7 +577,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +589,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +602,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{4}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *BlockResponse) GetStatus() int32 {
@@ -569,7 +630,7 @@ var File_agentapi_hostpolicy_proto protoreflect.FileDescriptor
 
 const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\n" +
-	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xf4\x03\n" +
+	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xb9\x04\n" +
 	"\n" +
 	"HostPolicy\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x12\n" +
@@ -585,7 +646,8 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\frequest_body\x18\t \x01(\v2\x1d.meshwaf.agent.v1.RequestBodyR\vrequestBody\x12F\n" +
 	"\x0eblock_response\x18\n" +
 	" \x01(\v2\x1f.meshwaf.agent.v1.BlockResponseR\rblockResponse\x122\n" +
-	"\x05audit\x18\v \x01(\x0e2\x1c.meshwaf.agent.v1.AuditLevelR\x05audit\"\xd5\x01\n" +
+	"\x05audit\x18\v \x01(\x0e2\x1c.meshwaf.agent.v1.AuditLevelR\x05audit\x12C\n" +
+	"\rresponse_body\x18\f \x01(\v2\x1e.meshwaf.agent.v1.ResponseBodyR\fresponseBody\"\xd5\x01\n" +
 	"\vCoreRuleSet\x12%\n" +
 	"\x0eparanoia_level\x18\x01 \x01(\x05R\rparanoiaLevel\x12:\n" +
 	"\x19inbound_anomaly_threshold\x18\x02 \x01(\x05R\x17inboundAnomalyThreshold\x12<\n" +
@@ -600,7 +662,11 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\vlimit_bytes\x18\x02 \x01(\x03R\n" +
 	"limitBytes\x12:\n" +
 	"\n" +
-	"over_limit\x18\x03 \x01(\x0e2\x1b.meshwaf.agent.v1.OverLimitR\toverLimit\"^\n" +
+	"over_limit\x18\x03 \x01(\x0e2\x1b.meshwaf.agent.v1.OverLimitR\toverLimit\"I\n" +
+	"\fResponseBody\x12\x18\n" +
+	"\ainspect\x18\x01 \x01(\bR\ainspect\x12\x1f\n" +
+	"\vlimit_bytes\x18\x02 \x01(\x03R\n" +
+	"limitBytes\"^\n" +
 	"\rBlockResponse\x12\x16\n" +
 	"\x06status\x18\x01 \x01(\x05R\x06status\x12!\n" +
 	"\fcontent_type\x18\x02 \x01(\tR\vcontentType\x12\x12\n" +
@@ -635,7 +701,7 @@ func file_agentapi_hostpolicy_proto_rawDescGZIP() []byte {
 }
 
 var file_agentapi_hostpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_agentapi_hostpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 5)
+var file_agentapi_hostpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_agentapi_hostpolicy_proto_goTypes = []any{
 	(Mode)(0),             // 0: meshwaf.agent.v1.Mode
 	(OverLimit)(0),        // 1: meshwaf.agent.v1.OverLimit
@@ -644,21 +710,23 @@ var file_agentapi_hostpolicy_proto_goTypes = []any{
 	(*CoreRuleSet)(nil),   // 4: meshwaf.agent.v1.CoreRuleSet
 	(*Exclusion)(nil),     // 5: meshwaf.agent.v1.Exclusion
 	(*RequestBody)(nil),   // 6: meshwaf.agent.v1.RequestBody
-	(*BlockResponse)(nil), // 7: meshwaf.agent.v1.BlockResponse
+	(*ResponseBody)(nil),  // 7: meshwaf.agent.v1.ResponseBody
+	(*BlockResponse)(nil), // 8: meshwaf.agent.v1.BlockResponse
 }
 var file_agentapi_hostpolicy_proto_depIdxs = []int32{
 	0, // 0: meshwaf.agent.v1.HostPolicy.mode:type_name -> meshwaf.agent.v1.Mode
 	4, // 1: meshwaf.agent.v1.HostPolicy.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
 	5, // 2: meshwaf.agent.v1.HostPolicy.exclusions:type_name -> meshwaf.agent.v1.Exclusion
 	6, // 3: meshwaf.agent.v1.HostPolicy.request_body:type_name -> meshwaf.agent.v1.RequestBody
-	7, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
+	8, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
 	2, // 5: meshwaf.agent.v1.HostPolicy.audit:type_name -> meshwaf.agent.v1.AuditLevel
-	1, // 6: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
-	7, // [7:7] is the sub-list for method output_type
-	7, // [7:7] is the sub-list for method input_type
-	7, // [7:7] is the sub-list for extension type_name
-	7, // [7:7] is the sub-list for extension extendee
-	0, // [0:7] is the sub-list for field type_name
+	7, // 6: meshwaf.agent.v1.HostPolicy.response_body:type_name -> meshwaf.agent.v1.ResponseBody
+	1, // 7: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
+	8, // [8:8] is the sub-list for method output_type
+	8, // [8:8] is the sub-list for method input_type
+	8, // [8:8] is the sub-list for extension type_name
+	8, // [8:8] is the sub-list for extension extendee
+	0, // [0:8] is the sub-list for field type_name
 }
 
 func init() { file_agentapi_hostpolicy_proto_init() }
@@ -672,7 +740,7 @@ func file_agentapi_hostpolicy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentapi_hostpolicy_proto_rawDesc), len(file_agentapi_hostpolicy_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   5,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -51,6 +51,10 @@ func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
 			LimitBytes: spec.RequestBody.LimitBytes,
 			OverLimit:  overLimits[spec.RequestBody.OverLimit],
 		},
+		ResponseBody: &agentapi.ResponseBody{
+			Inspect:    spec.ResponseBody.Inspect,
+			LimitBytes: spec.ResponseBody.LimitBytes,
+		},
 		BlockResponse: &agentapi.BlockResponse{
 			Status:      spec.BlockResponse.Status,
 			ContentType: spec.BlockResponse.ContentType,

@@ -16,6 +16,7 @@ const (
 	DefaultInboundAnomalyThreshold  = agentapi.DefaultInboundAnomalyThreshold
 	DefaultOutboundAnomalyThreshold = agentapi.DefaultOutboundAnomalyThreshold
 	DefaultRequestBodyLimitBytes    = agentapi.DefaultRequestBodyLimitBytes
+	DefaultResponseBodyLimitBytes   = agentapi.DefaultResponseBodyLimitBytes
 	DefaultBlockStatus              = agentapi.DefaultBlockStatus
 	DefaultBlockContentType         = agentapi.DefaultBlockContentType
 )
@@ -46,6 +47,9 @@ func (s WAFPolicySpec) WithDefaults() WAFPolicySpec {
 	}
 	if s.RequestBody.OverLimit == "" {
 		s.RequestBody.OverLimit = OverLimitReject
+	}
+	if s.ResponseBody.LimitBytes == 0 {
+		s.ResponseBody.LimitBytes = DefaultResponseBodyLimitBytes
 	}
 	if s.BlockResponse.Status == 0 {
 		s.BlockResponse.Status = DefaultBlockStatus
@@ -117,6 +121,9 @@ func (s WAFPolicySpec) Validate() error {
 				errs = append(errs, fmt.Errorf("spec.exclusions[%d].targets: %q is not a target like ARGS:name", i, t))
 			}
 		}
+	}
+	if s.ResponseBody.LimitBytes < 0 {
+		errs = append(errs, errors.New("spec.responseBody.limitBytes: must not be negative"))
 	}
 	if s.RequestBody.LimitBytes < 0 {
 		errs = append(errs, errors.New("spec.requestBody.limitBytes: must not be negative"))

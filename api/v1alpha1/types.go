@@ -41,6 +41,10 @@ type WAFPolicySpec struct {
 	CustomRules string `json:"customRules,omitempty"`
 	// RequestBody controls request body inspection.
 	RequestBody RequestBody `json:"requestBody,omitempty"`
+	// ResponseBody controls response inspection (headers are always
+	// inspected when this is on). Inspecting responses makes the gateway use
+	// ext_proc instead of ext_authz.
+	ResponseBody ResponseBody `json:"responseBody,omitempty"`
 	// BlockResponse is what a blocked client receives.
 	BlockResponse BlockResponse `json:"blockResponse,omitempty"`
 	// Audit selects which transactions are written to the audit log.
@@ -105,6 +109,14 @@ type RequestBody struct {
 	// OverLimit is what happens to a larger body: Reject (413, the default)
 	// or InspectPartial (inspect the first LimitBytes only).
 	OverLimit OverLimit `json:"overLimit,omitempty"`
+}
+
+type ResponseBody struct {
+	// Inspect turns response inspection on. Default false.
+	Inspect bool `json:"inspect,omitempty"`
+	// LimitBytes is the largest response body inspected; the rest passes
+	// uninspected. Default 131072 (128 KiB).
+	LimitBytes int64 `json:"limitBytes,omitempty"`
 }
 
 type OverLimit string
