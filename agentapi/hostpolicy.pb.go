@@ -399,6 +399,7 @@ type Exclusion struct {
 	RuleIds       []string               `protobuf:"bytes,1,rep,name=rule_ids,json=ruleIds,proto3" json:"rule_ids,omitempty"` // "942100" or a range "942000-942999"
 	Paths         []string               `protobuf:"bytes,2,rep,name=paths,proto3" json:"paths,omitempty"`                    // path prefixes; empty means every path
 	Targets       []string               `protobuf:"bytes,3,rep,name=targets,proto3" json:"targets,omitempty"`                // "ARGS:q", "REQUEST_HEADERS:x-foo"; empty means the whole rule
+	Tags          []string               `protobuf:"bytes,4,rep,name=tags,proto3" json:"tags,omitempty"`                      // rule tags ("attack-sqli"), combined with rule_ids
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -450,6 +451,13 @@ func (x *Exclusion) GetPaths() []string {
 func (x *Exclusion) GetTargets() []string {
 	if x != nil {
 		return x.Targets
+	}
+	return nil
+}
+
+func (x *Exclusion) GetTags() []string {
+	if x != nil {
+		return x.Tags
 	}
 	return nil
 }
@@ -652,11 +660,12 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\x0eparanoia_level\x18\x01 \x01(\x05R\rparanoiaLevel\x12:\n" +
 	"\x19inbound_anomaly_threshold\x18\x02 \x01(\x05R\x17inboundAnomalyThreshold\x12<\n" +
 	"\x1aoutbound_anomaly_threshold\x18\x03 \x01(\x05R\x18outboundAnomalyThreshold\x12%\n" +
-	"\x0eearly_blocking\x18\x04 \x01(\bR\rearlyBlocking\"V\n" +
+	"\x0eearly_blocking\x18\x04 \x01(\bR\rearlyBlocking\"j\n" +
 	"\tExclusion\x12\x19\n" +
 	"\brule_ids\x18\x01 \x03(\tR\aruleIds\x12\x14\n" +
 	"\x05paths\x18\x02 \x03(\tR\x05paths\x12\x18\n" +
-	"\atargets\x18\x03 \x03(\tR\atargets\"\x84\x01\n" +
+	"\atargets\x18\x03 \x03(\tR\atargets\x12\x12\n" +
+	"\x04tags\x18\x04 \x03(\tR\x04tags\"\x84\x01\n" +
 	"\vRequestBody\x12\x18\n" +
 	"\ainspect\x18\x01 \x01(\bR\ainspect\x12\x1f\n" +
 	"\vlimit_bytes\x18\x02 \x01(\x03R\n" +

@@ -65,6 +65,7 @@ func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
 	for _, ex := range spec.Exclusions {
 		hp.Exclusions = append(hp.Exclusions, &agentapi.Exclusion{
 			RuleIds: ex.RuleIDs,
+			Tags:    ex.Tags,
 			Paths:   ex.Paths,
 			Targets: ex.Targets,
 		})

@@ -66,6 +66,7 @@ func (s WAFPolicySpec) WithDefaults() WAFPolicySpec {
 var (
 	ruleIDPattern = regexp.MustCompile(`^[0-9]+(-[0-9]+)?$`)
 	hostPattern   = regexp.MustCompile(`^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`)
+	tagPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_./-]*$`)
 	targetPattern = regexp.MustCompile(`^[A-Z_]+(:[^\s,;"']+)?$`)
 )
 
@@ -103,8 +104,13 @@ func (s WAFPolicySpec) Validate() error {
 		errs = append(errs, errors.New("spec.crs: anomaly thresholds must be positive"))
 	}
 	for i, ex := range s.Exclusions {
-		if len(ex.RuleIDs) == 0 {
-			errs = append(errs, fmt.Errorf("spec.exclusions[%d].ruleIds: at least one rule id is required", i))
+		if len(ex.RuleIDs) == 0 && len(ex.Tags) == 0 {
+			errs = append(errs, fmt.Errorf("spec.exclusions[%d]: at least one rule id or tag is required", i))
+		}
+		for _, tag := range ex.Tags {
+			if !tagPattern.MatchString(tag) {
+				errs = append(errs, fmt.Errorf("spec.exclusions[%d].tags: %q is not a rule tag", i, tag))
+			}
 		}
 		for _, id := range ex.RuleIDs {
 			if !ruleIDPattern.MatchString(id) {

@@ -26,7 +26,7 @@ func TestValidate(t *testing.T) {
 		"negative threshold":    {func(s *WAFPolicySpec) { s.CRS.InboundAnomalyThreshold = -1 }, "anomaly thresholds"},
 		"rule id range":         {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{RuleIDs: []string{"942000-942999"}}} }, ""},
 		"rule id with text":     {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{RuleIDs: []string{"942100,deny"}}} }, "spec.exclusions[0].ruleIds"},
-		"exclusion without ids": {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{Paths: []string{"/x"}}} }, "at least one rule id"},
+		"exclusion without ids": {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{Paths: []string{"/x"}}} }, "at least one rule id or tag"},
 		"relative exclusion path": {func(s *WAFPolicySpec) {
 			s.Exclusions = []Exclusion{{RuleIDs: []string{"1"}, Paths: []string{"search"}}}
 		}, "spec.exclusions[0].paths"},
@@ -34,6 +34,10 @@ func TestValidate(t *testing.T) {
 		"target injection": {func(s *WAFPolicySpec) {
 			s.Exclusions = []Exclusion{{RuleIDs: []string{"1"}, Targets: []string{`ARGS:q",deny`}}}
 		}, "spec.exclusions[0].targets"},
+		"tag only exclusion": {func(s *WAFPolicySpec) {
+			s.Exclusions = []Exclusion{{Tags: []string{"attack-sqli", "paranoia-level/2"}}}
+		}, ""},
+		"tag with quote":            {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{Tags: []string{`a",deny`}}} }, "spec.exclusions[0].tags"},
 		"negative body limit":       {func(s *WAFPolicySpec) { s.RequestBody.LimitBytes = -1 }, "spec.requestBody.limitBytes"},
 		"unknown over-limit":        {func(s *WAFPolicySpec) { s.RequestBody.OverLimit = "Truncate" }, "spec.requestBody.overLimit"},
 		"block status out of range": {func(s *WAFPolicySpec) { s.BlockResponse.Status = 99 }, "spec.blockResponse.status: 99"},

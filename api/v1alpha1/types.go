@@ -90,10 +90,13 @@ type CRS struct {
 	EarlyBlocking bool `json:"earlyBlocking,omitempty"`
 }
 
-// Exclusion switches rules off.
+// Exclusion switches rules off. RuleIDs and Tags may be combined; at least
+// one of them is required.
 type Exclusion struct {
 	// RuleIDs are rule ids ("942100") or inclusive ranges ("942000-942999").
-	RuleIDs []string `json:"ruleIds"`
+	RuleIDs []string `json:"ruleIds,omitempty"`
+	// Tags select rules by tag ("attack-sqli", "paranoia-level/2").
+	Tags []string `json:"tags,omitempty"`
 	// Paths are request path prefixes; empty means every path.
 	Paths []string `json:"paths,omitempty"`
 	// Targets are variables the rules stop looking at ("ARGS:q",
@@ -150,9 +153,44 @@ const (
 	AuditNone     AuditLog = "None"
 )
 
+// Condition types of a WAFPolicy.
+const (
+	// ConditionAccepted: the policy is valid and its rules compile.
+	ConditionAccepted = "Accepted"
+	// ConditionResolvedRefs: every targetRef names an existing object.
+	ConditionResolvedRefs = "ResolvedRefs"
+	// ConditionProgrammed: every connected agent applied this version.
+	ConditionProgrammed = "Programmed"
+	// ConditionConflicted: another, older policy holds some of its hosts.
+	ConditionConflicted = "Conflicted"
+)
+
 // WAFPolicyStatus is what meshwaf observed.
 type WAFPolicyStatus struct {
-	Conditions []metav1.Condition `json:"conditions,omitempty"`
-	// Hosts are the effective hosts this policy protects.
+	// ObservedGeneration is the generation the status describes.
+	ObservedGeneration int64              `json:"observedGeneration,omitempty"`
+	Conditions         []metav1.Condition `json:"conditions,omitempty"`
+	// Hosts are the effective "<gateway namespace>/<gateway>/<host>" this
+	// policy protects.
 	Hosts []string `json:"hosts,omitempty"`
+	// Agents says how far the current version has reached the fleet.
+	Agents AgentsStatus `json:"agents,omitempty"`
+}
+
+// AgentsStatus counts the agents that applied a policy version.
+type AgentsStatus struct {
+	// PolicyVersion is the content digest agents report applying.
+	PolicyVersion string `json:"policyVersion,omitempty"`
+	// Desired is the number of connected agents.
+	Desired int32 `json:"desired"`
+	// Applied is how many of them applied PolicyVersion for every host.
+	Applied int32 `json:"applied"`
+	// Rejected lists agents that refused it, with their reason.
+	Rejected []AgentRejection `json:"rejected,omitempty"`
+}
+
+// AgentRejection is one agent's refusal of a policy version.
+type AgentRejection struct {
+	Agent  string `json:"agent"`
+	Reason string `json:"reason"`
 }
