@@ -72,6 +72,13 @@ type PolicyStatus struct {
 	Conflicts []string `json:"conflicts,omitempty"`
 	// Unresolved say which targets were not found.
 	Unresolved []string `json:"unresolved,omitempty"`
+	// Rejected is why the newest generation was not accepted; the hosts
+	// above are then protected by the last accepted one, if any.
+	Rejected string `json:"rejected,omitempty"`
+	// Generation is the newest generation seen; SpecGeneration the one
+	// being enforced.
+	Generation     int64 `json:"generation,omitempty"`
+	SpecGeneration int64 `json:"specGeneration,omitempty"`
 }
 
 // Build translates one consistent view of the store.
@@ -94,13 +101,17 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 	}
 
 	for _, p := range policies {
+		status := &PolicyStatus{Ref: p.Ref, Rejected: p.Rejected, Generation: p.Generation, SpecGeneration: p.SpecGeneration}
+		statuses[p.Ref] = status
+		if p.Spec == nil {
+			continue // never accepted: nothing to enforce, only to report
+		}
 		hp, err := hostPolicyTemplate(p)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", p.Ref, err)
 		}
 		claims, unresolved := resolve(txn, p)
-		status := &PolicyStatus{Ref: p.Ref, Version: hp.PolicyVersion, Unresolved: unresolved}
-		statuses[p.Ref] = status
+		status.Version, status.Unresolved = hp.PolicyVersion, unresolved
 		for _, c := range claims {
 			name := agentapi.ResourceName(c.gateway.Ref.NamespacedName(), c.host)
 			if winner, taken := winners[name]; taken {

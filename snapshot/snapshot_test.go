@@ -42,7 +42,7 @@ func policy(ns, name string, age time.Duration, spec v1alpha1.WAFPolicySpec) *st
 	return &store.Policy{
 		Ref:     store.ObjectRef{Kind: store.KindWAFPolicy, Namespace: ns, Name: name},
 		Created: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC).Add(-age),
-		Spec:    spec,
+		Spec:    &spec,
 	}
 }
 
@@ -107,6 +107,28 @@ var cases = []struct {
 					TargetRefs: target("networking.istio.io", "Gateway", "istio-ingress", "public"),
 					Hosts:      []string{"api.example.com"},
 				}),
+			},
+		},
+		nodes: []Node{ingressNode},
+	},
+	{
+		name: "rejected versions report while the last accepted one protects",
+		objs: store.Objects{
+			Gateways: []*store.Gateway{public},
+			Policies: []*store.Policy{
+				func() *store.Policy {
+					p := policy("shop", "edited", 0, v1alpha1.WAFPolicySpec{
+						TargetRefs: target("networking.istio.io", "Gateway", "istio-ingress", "public"),
+						Hosts:      []string{"shop.example.com"},
+					})
+					p.Generation, p.SpecGeneration, p.Rejected = 3, 2, `spec.mode: "Block" is not one of Prevent, Detect, Off`
+					return p
+				}(),
+				{
+					Ref:        store.ObjectRef{Kind: store.KindWAFPolicy, Namespace: "shop", Name: "never-valid"},
+					Generation: 1,
+					Rejected:   "custom rules line 1: unknown directive",
+				},
 			},
 		},
 		nodes: []Node{ingressNode},
@@ -238,7 +260,9 @@ func TestPolicyChangeChangesFilterConfig(t *testing.T) {
 	objs := cases[0].objs
 	before := build(t, objs)
 	flipped := *objs.Policies[0]
-	flipped.Spec.Mode = v1alpha1.ModeDetect
+	spec := *flipped.Spec
+	spec.Mode = v1alpha1.ModeDetect
+	flipped.Spec = &spec
 	after := build(t, store.Objects{Gateways: objs.Gateways, Policies: []*store.Policy{&flipped}})
 	a, err := before.FilterConfig(ingressNode)
 	if err != nil {

@@ -58,10 +58,32 @@ type Route struct {
 	Source string
 }
 
-// Policy is a WAFPolicy as the user wrote it (defaults not applied).
+// Policy is a WAFPolicy: the newest spec that was accepted (defaults not
+// applied), and why a newer one was not, if it was not. Keeping both lets
+// the last good version protect while status says what is wrong.
 type Policy struct {
 	Ref     ObjectRef
 	Created time.Time
-	Spec    v1alpha1.WAFPolicySpec
 	Source  string
+	// Generation is the newest generation seen (0 for files).
+	Generation int64
+	// Spec is the newest accepted spec; nil if no version was ever accepted.
+	Spec *v1alpha1.WAFPolicySpec
+	// SpecGeneration is the generation Spec came from.
+	SpecGeneration int64
+	// Rejected is why generation Generation was not accepted; empty if it was.
+	Rejected string
+	// Status is the status currently recorded in the cluster, so it can be
+	// updated without losing condition transition times.
+	Status v1alpha1.WAFPolicyStatus
+}
+
+// KeepingSpecOf returns p (a rejected newer version) carrying prev's
+// accepted spec, so protection continues while p is reported.
+func (p *Policy) KeepingSpecOf(prev *Policy) *Policy {
+	out := *p
+	if prev != nil && prev.Spec != nil {
+		out.Spec, out.SpecGeneration = prev.Spec, prev.SpecGeneration
+	}
+	return &out
 }

@@ -27,8 +27,9 @@ type object struct {
 	APIVersion string `json:"apiVersion"`
 	Kind       string `json:"kind"`
 	Metadata   struct {
-		Name      string `json:"name"`
-		Namespace string `json:"namespace"`
+		Name       string `json:"name"`
+		Namespace  string `json:"namespace"`
+		Generation int64  `json:"generation"`
 	} `json:"metadata"`
 }
 
@@ -210,22 +211,36 @@ func decodeHTTPRoute(ref store.ObjectRef, doc []byte) (*store.Route, error) {
 	return route, nil
 }
 
+// decodePolicy decodes a WAFPolicy. When the newest version cannot be
+// accepted it returns the error and a record saying so (Rejected set, no
+// Spec), which callers combine with the last accepted version.
 func decodePolicy(ref store.ObjectRef, doc []byte, validate PolicyValidator) (*store.Policy, error) {
 	var p v1alpha1.WAFPolicy
 	// Strict: a misspelt field in a security policy must not be silently
 	// ignored.
-	if err := yaml.UnmarshalStrict(doc, &p); err != nil {
-		return nil, err
+	strictErr := yaml.UnmarshalStrict(doc, &p)
+	if strictErr != nil {
+		// Read what can be read, so the rejection can be reported on the
+		// object; the spec itself is not trusted.
+		p = v1alpha1.WAFPolicy{}
+		_ = yaml.Unmarshal(doc, &p)
 	}
-	if err := p.Spec.Validate(); err != nil {
-		return nil, err
+	record := &store.Policy{
+		Ref: ref, Created: p.CreationTimestamp.Time, Generation: p.Generation, Status: p.Status,
 	}
-	if validate != nil {
-		if err := validate(p.Spec); err != nil {
-			return nil, err
-		}
+	err := strictErr
+	if err == nil {
+		err = p.Spec.Validate()
 	}
-	return &store.Policy{Ref: ref, Created: p.CreationTimestamp.Time, Spec: p.Spec}, nil
+	if err == nil && validate != nil {
+		err = validate(p.Spec)
+	}
+	if err != nil {
+		record.Rejected = err.Error()
+		return record, err
+	}
+	record.Spec, record.SpecGeneration = &p.Spec, p.Generation
+	return record, nil
 }
 
 func lower(in []string) []string {

@@ -148,10 +148,10 @@ func (f *Files) load(files []manifestFile) store.Objects {
 			record, err := decode(ref, doc, f.cfg.Validate)
 			if err != nil {
 				f.reject(file.path, ref.String(), err)
-				if prev, ok := f.lastGood[ref]; ok {
-					keep(ref, prev, file.path)
+				record = lastGood(record, f.lastGood[ref])
+				if record == nil {
+					continue
 				}
-				continue
 			}
 			setSource(record, file.path)
 			keep(ref, record, file.path)
@@ -159,6 +159,17 @@ func (f *Files) load(files []manifestFile) store.Objects {
 	}
 	f.lastGood = byRef
 	return collect(byRef)
+}
+
+// lastGood is what stays in force when an object's newest version was
+// rejected: for a policy, a record reporting the rejection while carrying
+// the last accepted spec; for other kinds, the previous record (or nil).
+func lastGood(rejected, prev any) any {
+	if p, ok := rejected.(*store.Policy); ok && p != nil {
+		prevPolicy, _ := prev.(*store.Policy)
+		return p.KeepingSpecOf(prevPolicy)
+	}
+	return prev
 }
 
 func (f *Files) reject(path, object string, err error) {

@@ -85,7 +85,7 @@ func buildSnapshot(t *testing.T, mode v1alpha1.Mode, hosts ...string) *snapshot.
 		Gateways: []*store.Gateway{gw},
 		Policies: []*store.Policy{{
 			Ref: store.ObjectRef{Kind: store.KindWAFPolicy, Namespace: "shop", Name: "shop"},
-			Spec: v1alpha1.WAFPolicySpec{
+			Spec: &v1alpha1.WAFPolicySpec{
 				TargetRefs: []v1alpha1.TargetRef{{Group: "networking.istio.io", Kind: "Gateway", Namespace: "istio-ingress", Name: "public"}},
 				Mode:       mode,
 			},
