@@ -15,6 +15,9 @@ const (
 	KindWAFPolicy      = "WAFPolicy.waf.meshwaf.io"
 )
 
+// SourceKubernetes is the Source of every record read from the API server.
+const SourceKubernetes = "kubernetes"
+
 // ObjectRef names one object of one kind.
 type ObjectRef struct {
 	Kind      string `json:"kind"`

@@ -104,11 +104,23 @@ func (s *Store) notify() {
 	}
 }
 
-// Objects is a full set of records, as one source sees the world.
+// Objects is a set of records.
 type Objects struct {
 	Gateways []*Gateway
 	Routes   []*Route
 	Policies []*Policy
+}
+
+// Add appends record (a *Gateway, *Route or *Policy) to the set.
+func (o *Objects) Add(record any) {
+	switch r := record.(type) {
+	case *Gateway:
+		o.Gateways = append(o.Gateways, r)
+	case *Route:
+		o.Routes = append(o.Routes, r)
+	case *Policy:
+		o.Policies = append(o.Policies, r)
+	}
 }
 
 // Replace makes the store hold exactly objs, in one transaction.
@@ -214,6 +226,22 @@ func (r *ReadTxn) Gateway(ref ObjectRef) *Gateway { return get[*Gateway](r.txn, 
 
 // Route returns the route at ref, or nil.
 func (r *ReadTxn) Route(ref ObjectRef) *Route { return get[*Route](r.txn, tableRoutes, ref) }
+
+// Policy returns the policy at ref, or nil.
+func (r *ReadTxn) Policy(ref ObjectRef) *Policy { return get[*Policy](r.txn, tablePolicies, ref) }
+
+// Object returns the record of any kind at ref, or nil.
+func (r *ReadTxn) Object(ref ObjectRef) any {
+	table, err := tableOfKind(ref.Kind)
+	if err != nil {
+		return nil
+	}
+	obj, err := r.txn.First(table, indexID, ref)
+	if err != nil {
+		return nil
+	}
+	return obj
+}
 
 func get[T any](txn *memdb.Txn, table string, ref ObjectRef) T {
 	var zero T

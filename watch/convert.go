@@ -262,3 +262,18 @@ func dedupe(in []string) []string {
 	}
 	return out
 }
+
+// CheckPolicy applies to one WAFPolicy document (JSON or YAML) exactly the
+// checks the sources apply, so the admission webhook rejects precisely what
+// the sources would.
+func CheckPolicy(doc []byte, validate PolicyValidator) error {
+	ref, known, err := decodeHead(doc)
+	if err != nil {
+		return err
+	}
+	if !known || ref.Kind != store.KindWAFPolicy {
+		return fmt.Errorf("not a %s/%s %s", v1alpha1.Group, v1alpha1.Version, v1alpha1.Kind)
+	}
+	_, err = decodePolicy(ref, doc, validate)
+	return err
+}

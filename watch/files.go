@@ -272,14 +272,7 @@ func setSource(record any, source string) {
 func collect(byRef map[store.ObjectRef]any) store.Objects {
 	var objs store.Objects
 	for _, record := range byRef {
-		switch r := record.(type) {
-		case *store.Gateway:
-			objs.Gateways = append(objs.Gateways, r)
-		case *store.Route:
-			objs.Routes = append(objs.Routes, r)
-		case *store.Policy:
-			objs.Policies = append(objs.Policies, r)
-		}
+		objs.Add(record)
 	}
 	return objs
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -100,14 +101,13 @@ func (s *Server) Ready() bool {
 func (s *Server) Current() *snapshot.Snapshot { return s.current.Load() }
 
 // Agents lists the connected agents and what they applied.
-func (s *Server) Agents() []AgentStatus {
+func (s *Server) Agents() []AgentStatus { return s.agents.statuses(s.Served()) }
+
+// Served maps every host policy served now to the version agents ACK.
+func (s *Server) Served() map[string]string {
 	s.mu.Lock()
-	served := make(map[string]string, len(s.served))
-	for k, v := range s.served {
-		served[k] = v
-	}
-	s.mu.Unlock()
-	return s.agents.statuses(served)
+	defer s.mu.Unlock()
+	return maps.Clone(s.served)
 }
 
 // Update makes snap the served configuration. Only host policies that

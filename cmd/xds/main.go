@@ -20,10 +20,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 
+	"k8s.io/client-go/dynamic"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/meshwaf/meshwaf/admission"
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/rebuild"
 	"github.com/meshwaf/meshwaf/seclang"
 	"github.com/meshwaf/meshwaf/snapshot"
+	"github.com/meshwaf/meshwaf/status"
 	"github.com/meshwaf/meshwaf/store"
 	"github.com/meshwaf/meshwaf/watch"
 	"github.com/meshwaf/meshwaf/xds"
@@ -31,6 +38,13 @@ import (
 
 type options struct {
 	manifests    string
+	kubeconfig   string
+	inCluster    bool
+	namespace    string
+	identity     string
+	webhook      string
+	webhookCert  string
+	webhookKey   string
 	listen       string
 	httpListen   string
 	agentCluster string
@@ -45,21 +59,31 @@ func parseFlags(args []string) (options, error) {
 		fmt.Fprintf(fs.Output(), `meshwaf-xds: the meshwaf control plane.
 
 Reads Istio Gateways and VirtualServices, Gateway API Gateways and
-HTTPRoutes, and meshwaf WAFPolicies from a folder of YAML manifests
-(re-read on change), and serves:
+HTTPRoutes, and meshwaf WAFPolicies — from a folder of YAML manifests
+(re-read on change) or from the Kubernetes API — and serves:
   - to Envoy gateways, over ECDS, the configuration of the meshwaf.waf filter;
   - to meshwaf agents, over delta xDS, the policy of every protected host.
 
 An invalid manifest is logged ("manifest rejected", with file and reason)
-and the last good version of each object stays in force.
+and the last good version of each object stays in force. On Kubernetes the
+elected replica (a Lease) also writes each WAFPolicy's status, and the
+validating webhook refuses policies whose rules do not compile.
 
 Usage: meshwaf-xds --manifests DIR [flags]
+       meshwaf-xds --kubeconfig FILE | --in-cluster [flags]
 
 Flags:
 `)
 		fs.PrintDefaults()
 	}
-	fs.StringVar(&o.manifests, "manifests", "", "folder of multi-document YAML manifests (required)")
+	fs.StringVar(&o.manifests, "manifests", "", "folder of multi-document YAML manifests")
+	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read objects from the Kubernetes API server of this kubeconfig")
+	fs.BoolVar(&o.inCluster, "in-cluster", false, "read objects from the Kubernetes API server this pod runs in")
+	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshwaf-system"), "namespace of the leader-election Lease (Kubernetes only)")
+	fs.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name in leader election (Kubernetes only)")
+	fs.StringVar(&o.webhook, "webhook-listen", "", "HTTPS address of the WAFPolicy validating webhook, e.g. :9443 (off when empty)")
+	fs.StringVar(&o.webhookCert, "webhook-cert", "", "TLS certificate file of the webhook")
+	fs.StringVar(&o.webhookKey, "webhook-key", "", "TLS key file of the webhook")
 	fs.StringVar(&o.listen, "listen", ":18000", "gRPC address serving ECDS to Envoy and host policies to agents")
 	fs.StringVar(&o.httpListen, "http-listen", ":18001", "HTTP address for /healthz, /readyz, /metrics, /debug/snapshot, /debug/agents")
 	fs.StringVar(&o.agentCluster, "agent-cluster", "outbound|9191||meshwaf-agent.meshwaf-system.svc.cluster.local",
@@ -69,8 +93,17 @@ Flags:
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	if o.manifests == "" {
-		return o, errors.New("--manifests is required")
+	sources := 0
+	for _, set := range []bool{o.manifests != "", o.kubeconfig != "", o.inCluster} {
+		if set {
+			sources++
+		}
+	}
+	if sources != 1 {
+		return o, errors.New("exactly one of --manifests, --kubeconfig and --in-cluster is required")
+	}
+	if o.webhook != "" && (o.webhookCert == "" || o.webhookKey == "") {
+		return o, errors.New("--webhook-listen needs --webhook-cert and --webhook-key")
 	}
 	if o.logFormat != "json" && o.logFormat != "text" {
 		return o, fmt.Errorf("--log-format must be json or text, not %q", o.logFormat)
@@ -107,28 +140,26 @@ func newLogger(format string) *slog.Logger {
 }
 
 func run(ctx context.Context, opts options, log *slog.Logger) error {
-	if info, err := os.Stat(opts.manifests); err != nil || !info.IsDir() {
-		return fmt.Errorf("--manifests %q is not a readable folder", opts.manifests)
-	}
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-
 	db := store.New()
-	files := watch.NewFiles(watch.FilesConfig{
-		Dir:   opts.manifests,
-		Store: db,
-		Validate: func(spec v1alpha1.WAFPolicySpec) error {
-			return seclang.ValidateCustomRules(spec.CustomRules)
-		},
-		Logger: log,
-	})
 	server, err := xds.New(xds.Config{Listen: opts.listen, Logger: log, Registry: registry})
+	if err != nil {
+		return err
+	}
+	var kube *kubeClients
+	if opts.manifests == "" {
+		if kube, err = newKubeClients(opts); err != nil {
+			return err
+		}
+	}
+	source, err := newSource(opts, kube, db, log)
 	if err != nil {
 		return err
 	}
 	runner := rebuild.New(rebuild.Config{
 		Store:     db,
-		Synced:    []<-chan struct{}{files.Synced()},
+		Synced:    []<-chan struct{}{source.Synced()},
 		Snapshot:  snapshot.Config{AgentCluster: opts.agentCluster, AgentTimeout: opts.agentTimeout},
 		Publisher: server,
 		Logger:    log,
@@ -140,17 +171,102 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 	httpServer := &http.Server{Addr: opts.httpListen, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return files.Start(ctx) })
+	g.Go(func() error { return source.Start(ctx) })
 	g.Go(func() error { return runner.Start(ctx) })
 	g.Go(func() error { return server.Start(ctx) })
-	g.Go(func() error { return serveHTTP(ctx, httpServer) })
+	g.Go(func() error { return serveHTTP(ctx, httpServer, "", "") })
+	if kube != nil {
+		writer := status.NewWriter(status.WriterConfig{Client: kube.dynamic, Fleet: server, Store: db, Logger: log})
+		g.Go(func() error {
+			return status.RunAsLeader(ctx, status.LeaderConfig{
+				Client: kube.typed, Namespace: opts.namespace, Identity: opts.identity, Logger: log,
+			}, writer.Start)
+		})
+	}
+	if opts.webhook != "" {
+		webhook := &http.Server{
+			Addr:              opts.webhook,
+			Handler:           admission.Handler(func(doc []byte) error { return watch.CheckPolicy(doc, validatePolicy) }, log),
+			ReadHeaderTimeout: 5 * time.Second,
+		}
+		g.Go(func() error { return serveHTTP(ctx, webhook, opts.webhookCert, opts.webhookKey) })
+	}
 	return g.Wait()
 }
 
-// serveHTTP serves until ctx is done, then shuts down gracefully.
-func serveHTTP(ctx context.Context, s *http.Server) error {
+// validatePolicy is what only Coraza can check: whether custom rules compile.
+func validatePolicy(spec v1alpha1.WAFPolicySpec) error {
+	return seclang.ValidateCustomRules(spec.CustomRules)
+}
+
+func newSource(opts options, kube *kubeClients, db *store.Store, log *slog.Logger) (watch.Source, error) {
+	if kube == nil {
+		if info, err := os.Stat(opts.manifests); err != nil || !info.IsDir() {
+			return nil, fmt.Errorf("--manifests %q is not a readable folder", opts.manifests)
+		}
+		return watch.NewFiles(watch.FilesConfig{Dir: opts.manifests, Store: db, Validate: validatePolicy, Logger: log}), nil
+	}
+	return watch.NewKubernetes(watch.KubernetesConfig{
+		Client: kube.dynamic, Discovery: kube.typed.Discovery(), Store: db, Validate: validatePolicy, Logger: log,
+	}), nil
+}
+
+type kubeClients struct {
+	typed   kubernetes.Interface
+	dynamic dynamic.Interface
+}
+
+func newKubeClients(opts options) (*kubeClients, error) {
+	var cfg *rest.Config
+	var err error
+	if opts.inCluster {
+		cfg, err = rest.InClusterConfig()
+	} else {
+		cfg, err = clientcmd.BuildConfigFromFlags("", opts.kubeconfig)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("kubernetes client config: %w", err)
+	}
+	cfg.UserAgent = "meshwaf-xds"
+	typed, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	dyn, err := dynamic.NewForConfig(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return &kubeClients{typed: typed, dynamic: dyn}, nil
+}
+
+func envOr(name, fallback string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return fallback
+}
+
+// defaultIdentity is unique per process: the pod name on Kubernetes, plus
+// the PID so two replicas on one machine (as in tests) differ too.
+func defaultIdentity() string {
+	host, err := os.Hostname()
+	if err != nil {
+		host = "meshwaf-xds"
+	}
+	return fmt.Sprintf("%s-%d", host, os.Getpid())
+}
+
+// serveHTTP serves (with TLS when certFile is set) until ctx is done, then
+// shuts down gracefully.
+func serveHTTP(ctx context.Context, s *http.Server, certFile, keyFile string) error {
 	errc := make(chan error, 1)
-	go func() { errc <- s.ListenAndServe() }()
+	go func() {
+		if certFile != "" {
+			errc <- s.ListenAndServeTLS(certFile, keyFile)
+			return
+		}
+		errc <- s.ListenAndServe()
+	}()
 	select {
 	case err := <-errc:
 		return fmt.Errorf("http: %w", err)

@@ -10,11 +10,14 @@ func TestParseFlags(t *testing.T) {
 		args    []string
 		wantErr string
 	}{
-		"manifests only":     {[]string{"--manifests", "x"}, ""},
-		"manifests missing":  {nil, "--manifests is required"},
-		"bad log format":     {[]string{"--manifests", "x", "--log-format", "xml"}, "--log-format must be json or text"},
-		"zero agent timeout": {[]string{"--manifests", "x", "--agent-timeout", "0s"}, "--agent-timeout must be positive"},
-		"unknown flag":       {[]string{"--manifest", "x"}, "flag provided but not defined"},
+		"manifests only":      {[]string{"--manifests", "x"}, ""},
+		"no source":           {nil, "exactly one of --manifests, --kubeconfig and --in-cluster"},
+		"two sources":         {[]string{"--manifests", "x", "--in-cluster"}, "exactly one of"},
+		"kubeconfig":          {[]string{"--kubeconfig", "k"}, ""},
+		"webhook without tls": {[]string{"--in-cluster", "--webhook-listen", ":9443"}, "--webhook-listen needs --webhook-cert"},
+		"bad log format":      {[]string{"--manifests", "x", "--log-format", "xml"}, "--log-format must be json or text"},
+		"zero agent timeout":  {[]string{"--manifests", "x", "--agent-timeout", "0s"}, "--agent-timeout must be positive"},
+		"unknown flag":        {[]string{"--manifest", "x"}, "flag provided but not defined"},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
