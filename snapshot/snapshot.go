@@ -26,8 +26,9 @@ type Config struct {
 
 // Snapshot is everything meshwaf serves at one moment. It is immutable.
 type Snapshot struct {
-	// Version is a digest of the whole output: equal versions mean nothing
-	// changed and nothing needs pushing.
+	// Version is a digest of the whole output, statuses included: equal
+	// versions mean nothing changed. Only resources whose own content
+	// changed travel to Envoy and agents.
 	Version string
 	// Gateways are the gateway objects, with what their filter config needs.
 	Gateways []Gateway
@@ -189,6 +190,11 @@ func (s *Snapshot) digest() (string, error) {
 	}
 	for _, g := range s.Gateways {
 		fmt.Fprintf(h, "%+v\x00", g)
+	}
+	// Statuses are output too: a rejected newer generation changes nothing
+	// Envoy or agents see, but must still reach the status writer.
+	for _, p := range s.Policies {
+		fmt.Fprintf(h, "%+v\x00", p)
 	}
 	return hex.EncodeToString(h.Sum(nil))[:16], nil
 }

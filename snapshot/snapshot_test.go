@@ -191,6 +191,12 @@ func TestBuildIsDeterministicAndVersioned(t *testing.T) {
 	if build(t, changed).Version == first.Version {
 		t.Fatal("removing a policy did not change the version")
 	}
+	rejected := *objs.Policies[0]
+	rejected.Generation, rejected.Rejected = 2, "spec.mode: bad"
+	withRejection := store.Objects{Gateways: objs.Gateways, Routes: objs.Routes, Policies: []*store.Policy{&rejected, objs.Policies[1]}}
+	if build(t, withRejection).Version == first.Version {
+		t.Fatal("a rejected new generation did not change the version, so status would never report it")
+	}
 }
 
 func build(t *testing.T, objs store.Objects) *Snapshot {
