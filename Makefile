@@ -23,14 +23,22 @@ PROTOBUF_GO_VERSION := $(shell $(GO) list -m -f '{{.Version}}' google.golang.org
 PROTOC_GEN_GO := $(MESHWAF_CACHE)/protoc-gen-go-$(PROTOBUF_GO_VERSION)/protoc-gen-go
 PROTOS := agentapi/hostpolicy.proto
 
+# controller-gen is a go.mod tool, so its version is go.mod's and needs no
+# install step. It writes the WAFPolicy deepcopy code and CRD from the
+# kubebuilder markers in api/.
+CONTROLLER_GEN ?= $(GO) tool controller-gen
+API_PKG := api/v1alpha1
+DEEPCOPY := $(API_PKG)/zz_generated.deepcopy.go
+CRD_DIR := deploy/crds
+
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test envoy fmt-check vet generate check-generated tools help
+.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api check-generated tools help
 
 help:
 	@echo "make demo             run control plane, agent and Envoy locally with examples/demo"
 	@echo "make test             gofmt, go vet, generated-code check, go test -race ./... (with e2e)"
-	@echo "make generate         regenerate agentapi/*.pb.go from the .proto files"
+	@echo "make generate         regenerate agentapi/*.pb.go, the WAFPolicy deepcopy code and CRD"
 	@echo "make check-generated  fail if the committed generated code is stale"
 	@echo "make tools            install protoc (Debian protobuf-compiler) if missing"
 
@@ -44,7 +52,8 @@ demo:
 ## test: everything CI checks. The install runs as its own statement so that
 ## a failed install stops make here (an assignment prefix would hide it).
 test: fmt-check vet check-generated
-	envoy="$$(scripts/install-envoy.sh)"; MESHWAF_ENVOY="$$envoy" $(GO) test -race -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
+	envoy="$$(scripts/install-envoy.sh)"; kube_env="$$(scripts/install-kube.sh)"; export $$kube_env; \
+	MESHWAF_ENVOY="$$envoy" $(GO) test -race -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 envoy:
 	@scripts/install-envoy.sh
@@ -59,14 +68,25 @@ vet:
 $(PROTOC_GEN_GO):
 	$(GO) build -o $@ google.golang.org/protobuf/cmd/protoc-gen-go
 
+# GEN_OUT (default: the repository) is where generated files are written;
+# check-generated points it at a scratch directory.
+generate: generate-proto generate-api
+
 # Generation is pinned twice over: protoc-gen-go is built from the version in
 # go.mod, and protoc must be the version the committed files were made with.
-generate: $(PROTOC_GEN_GO)
+generate-proto: $(PROTOC_GEN_GO)
 	@command -v $(PROTOC) >/dev/null || { echo "protoc not found: run 'make tools'"; exit 1; }
 	@[[ "$$($(PROTOC) --version)" == "libprotoc $(PROTOC_VERSION)" ]] || \
 		{ echo "need protoc $(PROTOC_VERSION) (Debian protobuf-compiler), have: $$($(PROTOC) --version)"; exit 1; }
 	$(PROTOC) -I . --plugin=protoc-gen-go=$(PROTOC_GEN_GO) \
 		--go_out=$(or $(GEN_OUT),.) --go_opt=module=github.com/meshwaf/meshwaf $(PROTOS)
+
+# The CRD directory is emptied first so a renamed or removed type cannot leave
+# a stale CRD behind (check-generated compares whole directories).
+generate-api:
+	$(CONTROLLER_GEN) object paths=./$(API_PKG) output:object:dir=$(or $(GEN_OUT),.)/$(API_PKG)
+	rm -f $(or $(GEN_OUT),.)/$(CRD_DIR)/*.yaml
+	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:dir=$(or $(GEN_OUT),.)/$(CRD_DIR)
 
 # Regenerates into a scratch directory and compares, so the check works the
 # same on a dirty or uncommitted tree and never rewrites the working copy.
@@ -76,7 +96,9 @@ check-generated: tools
 	for proto in $(PROTOS); do \
 		gen="$${proto%.proto}.pb.go"; \
 		diff -u "$$gen" "$$scratch/$$gen" || { echo "$$gen is stale: run 'make generate' and commit it"; exit 1; }; \
-	done
+	done; \
+	diff -u $(DEEPCOPY) "$$scratch/$(DEEPCOPY)" || { echo "$(DEEPCOPY) is stale: run 'make generate' and commit it"; exit 1; }; \
+	diff -ru $(CRD_DIR) "$$scratch/$(CRD_DIR)" || { echo "$(CRD_DIR) is stale: run 'make generate' and commit it"; exit 1; }
 
 tools:
 	@command -v $(PROTOC) >/dev/null || { \

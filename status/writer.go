@@ -9,7 +9,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
 
@@ -18,8 +17,6 @@ import (
 	"github.com/meshwaf/meshwaf/store"
 	"github.com/meshwaf/meshwaf/xds"
 )
-
-var wafPolicies = schema.GroupVersionResource{Group: v1alpha1.Group, Version: v1alpha1.Version, Resource: "wafpolicies"}
 
 // FleetView is the part of the xDS server the writer reads.
 type FleetView interface {
@@ -116,7 +113,7 @@ func (w *Writer) patch(ctx context.Context, ref store.ObjectRef, status v1alpha1
 	if err != nil {
 		return err
 	}
-	_, err = w.cfg.Client.Resource(wafPolicies).Namespace(ref.Namespace).
+	_, err = w.cfg.Client.Resource(v1alpha1.GroupVersionResource).Namespace(ref.Namespace).
 		Patch(ctx, ref.Name, types.MergePatchType, body, metav1.PatchOptions{FieldManager: "meshwaf-xds"}, "status")
 	return err
 }

@@ -20,9 +20,6 @@ import (
 	"github.com/meshwaf/meshwaf/store"
 )
 
-// WAFPolicies is the WAFPolicy resource.
-var WAFPolicies = schema.GroupVersionResource{Group: v1alpha1.Group, Version: v1alpha1.Version, Resource: "wafpolicies"}
-
 // watched are the resources the Kubernetes source reads. WAFPolicies are
 // required; the Istio and Gateway API kinds are read when installed.
 var watched = []schema.GroupVersionResource{
@@ -30,7 +27,7 @@ var watched = []schema.GroupVersionResource{
 	{Group: groupIstio, Version: "v1", Resource: "virtualservices"},
 	{Group: groupGatewayAPI, Version: "v1", Resource: "gateways"},
 	{Group: groupGatewayAPI, Version: "v1", Resource: "httproutes"},
-	WAFPolicies,
+	v1alpha1.GroupVersionResource,
 }
 
 // KubernetesConfig configures a Kubernetes source.
@@ -118,8 +115,8 @@ func (k *Kubernetes) availableResources(ctx context.Context) ([]schema.GroupVers
 		switch {
 		case unreachable != nil:
 			k.cfg.Logger.Warn("kubernetes API not reachable, retrying", "error", unreachable, "retryIn", delay.String())
-		case !slices.Contains(available, WAFPolicies):
-			return nil, fmt.Errorf("the WAFPolicy CRD (%s) is not installed: apply deploy/crds first", WAFPolicies)
+		case !slices.Contains(available, v1alpha1.GroupVersionResource):
+			return nil, fmt.Errorf("the WAFPolicy CRD (%s) is not installed: apply deploy/crds first", v1alpha1.GroupVersionResource)
 		default:
 			for _, gvr := range watched {
 				if !slices.Contains(available, gvr) {

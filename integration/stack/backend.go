@@ -10,10 +10,12 @@ import (
 	"time"
 )
 
-// backend is the echo service behind the gateway. It runs in-process: it
-// is not under test, and an in-process server cannot be orphaned.
+// backend is the service behind the gateway: the echo handler unless the
+// Config names another. It runs in-process: it is not under test, and an
+// in-process server cannot be orphaned.
 type backend struct {
 	srv      *http.Server
+	handler  http.Handler
 	requests atomic.Int64
 }
 
@@ -25,19 +27,27 @@ type echo struct {
 	BodySize int    `json:"bodySize"`
 }
 
-func startBackend(port int) (*backend, error) {
+func startBackend(port int, handler http.Handler) (*backend, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
 	if err != nil {
 		return nil, err
 	}
-	b := &backend{}
+	b := &backend{handler: handler}
+	if b.handler == nil {
+		b.handler = http.HandlerFunc(echoHandler)
+	}
 	b.srv = &http.Server{Handler: http.HandlerFunc(b.serve), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = b.srv.Serve(ln) }()
 	return b, nil
 }
 
+// serve counts every request, whichever handler answers it.
 func (b *backend) serve(w http.ResponseWriter, r *http.Request) {
 	b.requests.Add(1)
+	b.handler.ServeHTTP(w, r)
+}
+
+func echoHandler(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(echo{Method: r.Method, Path: r.URL.RequestURI(), Host: r.Host, BodySize: len(body)})

@@ -30,8 +30,9 @@ type envoyConfig struct {
 }
 
 type bootstrapParams struct {
-	Gateway GatewayIdentity
-	Ports   Ports
+	Gateway      GatewayIdentity
+	Ports        Ports
+	AcceptHTTP10 bool
 }
 
 // buildEnvoyConfig assembles Envoy's configuration from the embedded deploy

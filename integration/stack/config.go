@@ -1,14 +1,20 @@
 package stack
 
 import (
+	"net/http"
 	"time"
 )
 
-// Config selects what a Stack runs. Only Manifests is required (unless
+// Config selects what a Stack runs. Only Manifests (or Kubeconfig) is required (unless
 // EnvoyOnly); everything else has a working default.
 type Config struct {
 	// Manifests is the folder of YAML the control plane reads (--manifests).
 	Manifests string
+	// Kubeconfig, when set, makes the control plane read the Kubernetes API
+	// server it names instead of Manifests, with ControlPlaneArgs added
+	// (e.g. --namespace, --webhook-listen).
+	Kubeconfig       string
+	ControlPlaneArgs []string
 	// RunDir receives the generated Envoy configuration, every process's
 	// output and the audit log. Empty means a new temporary directory,
 	// which Stop removes unless KeepRunDir is set.
@@ -25,12 +31,26 @@ type Config struct {
 	EnvoyPath string
 	// Ports are the loopback ports to use; zero fields get free random ports.
 	Ports Ports
+	// Backend serves the requests Envoy forwards; nil means the echo
+	// backend, which answers every request with a JSON description of it.
+	// The CRS regression suite needs its reference backend (albedo) here,
+	// because its response tests tell the backend what to answer.
+	Backend http.Handler
 	// EnvoyOnly starts the backend and Envoy but no control plane or agent,
 	// to observe Envoy before it has ever received a configuration.
 	EnvoyOnly bool
 	// Gateway is the identity the Envoy node presents, as an Istio ingress
 	// gateway would; zero fields get the defaults of DefaultGateway.
 	Gateway GatewayIdentity
+	// AcceptHTTP10 makes the gateway accept HTTP/1.0 requests, as Istio
+	// configures a gateway whose pod sets ISTIO_META_HTTP10=1 (node metadata
+	// HTTP10). Envoy's default, and Istio's, answers HTTP/1.0 with 426.
+	AcceptHTTP10 bool
+	// AgentTimeout is how long Envoy waits for the agent's verdict (the
+	// control plane's --agent-timeout); zero keeps the control plane's
+	// default. The CRS suite raises it: paranoia level 4 on a 64 KiB body
+	// takes longer than a production timeout allows on a small machine.
+	AgentTimeout time.Duration
 	// ReadyTimeout bounds the wait for each component to become ready.
 	// Default 60s (the first CRS compile and Envoy start are slow on small
 	// machines, especially under a parallel test run).

@@ -19,22 +19,26 @@ func gatewayBootstrap(p bootstrapParams, waf map[string]any) map[string]any {
 		labels[k] = v
 	}
 	pod := gw.Workload + "-meshwaf-stack"
+	metadata := map[string]any{
+		"NAMESPACE":     gw.Namespace,
+		"LABELS":        labels,
+		"WORKLOAD_NAME": gw.Workload,
+		"NAME":          pod,
+		"CLUSTER_ID":    "Kubernetes",
+	}
+	if p.AcceptHTTP10 {
+		metadata["HTTP10"] = "1"
+	}
 	return map[string]any{
 		"node": map[string]any{
 			// Istio's node id format: type~ip~pod.namespace~domain.
-			"id":      fmt.Sprintf("router~127.0.0.1~%s.%s~%s.svc.cluster.local", pod, gw.Namespace, gw.Namespace),
-			"cluster": gw.Workload + "." + gw.Namespace,
-			"metadata": map[string]any{
-				"NAMESPACE":     gw.Namespace,
-				"LABELS":        labels,
-				"WORKLOAD_NAME": gw.Workload,
-				"NAME":          pod,
-				"CLUSTER_ID":    "Kubernetes",
-			},
+			"id":       fmt.Sprintf("router~127.0.0.1~%s.%s~%s.svc.cluster.local", pod, gw.Namespace, gw.Namespace),
+			"cluster":  gw.Workload + "." + gw.Namespace,
+			"metadata": metadata,
 		},
 		"admin": map[string]any{"address": socketAddress(p.Ports.EnvoyAdmin)},
 		"static_resources": map[string]any{
-			"listeners": []any{gatewayListener(p.Ports.Gateway, waf)},
+			"listeners": []any{gatewayListener(p.Ports.Gateway, waf, p.AcceptHTTP10)},
 			"clusters": []any{
 				staticCluster(AgentCluster, p.Ports.Agent, true),
 				staticCluster(backendCluster, p.Ports.Backend, false),
@@ -43,7 +47,7 @@ func gatewayBootstrap(p bootstrapParams, waf map[string]any) map[string]any {
 	}
 }
 
-func gatewayListener(port int, waf map[string]any) map[string]any {
+func gatewayListener(port int, waf map[string]any, acceptHTTP10 bool) map[string]any {
 	hcm := map[string]any{
 		"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"stat_prefix": fmt.Sprintf("outbound_0.0.0.0_%d", port),
@@ -79,6 +83,10 @@ func gatewayListener(port int, waf map[string]any) map[string]any {
 				}},
 			},
 		}},
+	}
+	if acceptHTTP10 {
+		// What istiod generates for a proxy with node metadata HTTP10=1.
+		hcm["http_protocol_options"] = map[string]any{"accept_http_10": true}
 	}
 	return map[string]any{
 		"name":    fmt.Sprintf("0.0.0.0_%d", port),

@@ -29,8 +29,8 @@ type Stack struct {
 // error, whatever was started is stopped again.
 func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	cfg = cfg.withDefaults()
-	if cfg.Manifests == "" && !cfg.EnvoyOnly {
-		return nil, errors.New("stack: Config.Manifests is required")
+	if cfg.Manifests == "" && cfg.Kubeconfig == "" && !cfg.EnvoyOnly {
+		return nil, errors.New("stack: Config.Manifests or Config.Kubeconfig is required")
 	}
 	s := &Stack{cfg: cfg}
 	defer func() {
@@ -41,8 +41,8 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
-	if s.backend, err = startBackend(s.ports.Backend); err != nil {
-		return nil, fmt.Errorf("echo backend: %w", err)
+	if s.backend, err = startBackend(s.ports.Backend, cfg.Backend); err != nil {
+		return nil, fmt.Errorf("backend: %w", err)
 	}
 	if !cfg.EnvoyOnly {
 		if err := s.startMeshwaf(ctx); err != nil {
@@ -113,12 +113,19 @@ func (s *Stack) prepare(ctx context.Context) error {
 func (s *Stack) startMeshwaf(ctx context.Context) error {
 	cfg, p := s.cfg, s.ports
 	var err error
+	source := []string{"--manifests", cfg.Manifests}
+	if cfg.Kubeconfig != "" {
+		source = append([]string{"--kubeconfig", cfg.Kubeconfig}, cfg.ControlPlaneArgs...)
+	}
+	if cfg.AgentTimeout > 0 {
+		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
+	}
 	s.xds, err = startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
-		"--manifests", cfg.Manifests,
-		"--listen", loopback(p.XDS),
-		"--http-listen", loopback(p.XDSHTTP),
-		"--agent-cluster", AgentCluster,
-		"--log-format", "json")
+		append(source,
+			"--listen", loopback(p.XDS),
+			"--http-listen", loopback(p.XDSHTTP),
+			"--agent-cluster", AgentCluster,
+			"--log-format", "json")...)
 	if err != nil {
 		return err
 	}
@@ -140,7 +147,7 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 
 func (s *Stack) startEnvoy(ctx context.Context) error {
 	cfg := s.cfg
-	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports})
+	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports, AcceptHTTP10: cfg.AcceptHTTP10})
 	if err != nil {
 		return err
 	}
@@ -245,7 +252,7 @@ func (s *Stack) Alive() error {
 	return errors.Join(errs...)
 }
 
-// BackendRequests counts the requests that reached the echo backend.
+// BackendRequests counts the requests that reached the backend.
 func (s *Stack) BackendRequests() int64 { return s.backend.requests.Load() }
 
 // Describe is a short human summary, for the demo and failed tests.

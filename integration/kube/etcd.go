@@ -1,0 +1,76 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"time"
+)
+
+// startEtcd runs a single-member etcd on two fresh loopback ports with its
+// data in dir/etcd.
+func startEtcd(ctx context.Context, binary, dir string) (p *process, clientURL string, err error) {
+	clientPort, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	peerPort, err := freePort()
+	if err != nil {
+		return nil, "", err
+	}
+	clientURL = "http://" + hostPort(clientPort)
+	peerURL := "http://" + hostPort(peerPort)
+	p, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), binary,
+		"--name=meshwaf-test",
+		"--data-dir="+filepath.Join(dir, "etcd"),
+		"--listen-client-urls="+clientURL,
+		"--advertise-client-urls="+clientURL,
+		"--listen-peer-urls="+peerURL,
+		"--initial-advertise-peer-urls="+peerURL,
+		"--initial-cluster=meshwaf-test="+peerURL,
+		"--initial-cluster-state=new",
+		// Nothing in a test cluster needs old revisions, and a small
+		// snapshot interval keeps the WAL short on slow disks.
+		"--snapshot-count=10000",
+		"--auto-compaction-retention=1",
+		"--log-level=warn",
+		"--logger=zap",
+	)
+	if err != nil {
+		return nil, "", err
+	}
+	if err := waitHTTP(ctx, p, http.DefaultClient, clientURL+"/health", 30*time.Second); err != nil {
+		_ = p.stop(5 * time.Second)
+		return nil, "", fmt.Errorf("etcd not healthy: %w", err)
+	}
+	return p, clientURL, nil
+}
+
+// waitHTTP polls url until it answers 200, the process exits or the time is up.
+func waitHTTP(ctx context.Context, p *process, client *http.Client, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		if done, err := p.exited(); done {
+			return fmt.Errorf("%s exited (%v) before %s answered; last: %s", p.name, err, url, last)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %s)", url, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
