@@ -13,21 +13,14 @@ import (
 	"github.com/meshwaf/meshwaf/xds"
 )
 
-// Fleet is what the control plane knows about its agents: the version of
-// every host policy it serves, and what each connected agent applied.
-type Fleet struct {
-	Served map[string]string
-	Agents []xds.AgentStatus
-}
-
 // Desired returns the status policy should have, starting from current so
 // that conditions that did not change keep their transition times.
-func Desired(p snapshot.PolicyStatus, fleet Fleet, current v1alpha1.WAFPolicyStatus) v1alpha1.WAFPolicyStatus {
+func Desired(p snapshot.PolicyStatus, conv xds.PolicyConvergence, current v1alpha1.WAFPolicyStatus) v1alpha1.WAFPolicyStatus {
 	out := v1alpha1.WAFPolicyStatus{
 		ObservedGeneration: p.Generation,
 		Conditions:         slices.Clone(current.Conditions),
 		Hosts:              p.Hosts,
-		Agents:             agents(p, fleet),
+		Agents:             agentsStatus(p, conv),
 	}
 	set := func(condType string, ok bool, reason, message string) {
 		status := metav1.ConditionFalse
@@ -74,30 +67,11 @@ func Desired(p snapshot.PolicyStatus, fleet Fleet, current v1alpha1.WAFPolicySta
 	return out
 }
 
-// agents counts the connected agents that applied every host of p at the
-// version served now, and lists those whose last rejection names one of
-// p's hosts.
-func agents(p snapshot.PolicyStatus, fleet Fleet) v1alpha1.AgentsStatus {
-	out := v1alpha1.AgentsStatus{PolicyVersion: p.Version}
-	for _, agent := range fleet.Agents {
-		if !agent.Connected {
-			continue
-		}
-		out.Desired++
-		applied := true
-		for _, host := range p.Hosts {
-			if agent.Applied[host] != fleet.Served[host] {
-				applied = false
-				break
-			}
-		}
-		if applied {
-			out.Applied++
-			continue
-		}
-		if slices.ContainsFunc(p.Hosts, func(h string) bool { return strings.Contains(agent.LastNACK, h) }) {
-			out.Rejected = append(out.Rejected, v1alpha1.AgentRejection{Agent: agent.Node, Reason: agent.LastNACK})
-		}
+// agentsStatus is the fleet's convergence as the API shows it.
+func agentsStatus(p snapshot.PolicyStatus, conv xds.PolicyConvergence) v1alpha1.AgentsStatus {
+	out := v1alpha1.AgentsStatus{PolicyVersion: p.Version, Desired: int32(conv.Desired), Applied: int32(conv.Applied)}
+	for _, r := range conv.Rejected {
+		out.Rejected = append(out.Rejected, v1alpha1.AgentRejection{Agent: r.Agent, Reason: r.Reason})
 	}
 	return out
 }

@@ -14,44 +14,36 @@ import (
 
 const host = "istio-ingress/public/shop.example.com"
 
-func agent(node string, applied string, nack string) xds.AgentStatus {
-	return xds.AgentStatus{Node: node, Connected: true, Applied: map[string]string{host: applied}, LastNACK: nack}
-}
-
 func TestDesired(t *testing.T) {
 	accepted := snapshot.PolicyStatus{Version: "v2", Hosts: []string{host}, Generation: 2, SpecGeneration: 2}
-	served := map[string]string{host: "h2"}
 	tests := map[string]struct {
 		policy     snapshot.PolicyStatus
-		agents     []xds.AgentStatus
+		conv       xds.PolicyConvergence
 		want       map[string]metav1.ConditionStatus
 		wantReason string // of Programmed
-		applied    int32
-		desired    int32
 		rejected   int
 	}{
 		"all agents applied": {
-			policy: accepted, agents: []xds.AgentStatus{agent("a", "h2", ""), agent("b", "h2", "")},
+			policy: accepted, conv: xds.PolicyConvergence{Desired: 2, Applied: 2},
 			want:       map[string]metav1.ConditionStatus{"Accepted": "True", "ResolvedRefs": "True", "Conflicted": "False", "Programmed": "True"},
-			wantReason: "Programmed", applied: 2, desired: 2,
+			wantReason: "Programmed",
 		},
 		"one agent behind": {
-			policy: accepted, agents: []xds.AgentStatus{agent("a", "h2", ""), agent("b", "h1", "")},
-			want:       map[string]metav1.ConditionStatus{"Programmed": "False"},
-			wantReason: "Pending", applied: 1, desired: 2,
+			policy: accepted, conv: xds.PolicyConvergence{Desired: 2, Applied: 1, Pending: []string{"b"}},
+			want: map[string]metav1.ConditionStatus{"Programmed": "False"}, wantReason: "Pending",
 		},
 		"one agent rejected it": {
-			policy: accepted, agents: []xds.AgentStatus{agent("a", "h2", ""), agent("b", "h1", host+": rule 10001 does not compile")},
-			want:       map[string]metav1.ConditionStatus{"Programmed": "False"},
-			wantReason: "Pending", applied: 1, desired: 2, rejected: 1,
+			policy: accepted,
+			conv:   xds.PolicyConvergence{Desired: 2, Applied: 1, Rejected: []xds.AgentRejection{{Agent: "b", Reason: host + ": rule 10001 does not compile"}}},
+			want:   map[string]metav1.ConditionStatus{"Programmed": "False"}, wantReason: "Pending", rejected: 1,
 		},
 		"no agents": {
 			policy: accepted, want: map[string]metav1.ConditionStatus{"Programmed": "False"}, wantReason: "NoAgents",
 		},
 		"newest generation rejected, older one enforced": {
 			policy: snapshot.PolicyStatus{Version: "v1", Hosts: []string{host}, Generation: 3, SpecGeneration: 2, Rejected: "spec.mode: bad"},
-			agents: []xds.AgentStatus{agent("a", "h2", "")},
-			want:   map[string]metav1.ConditionStatus{"Accepted": "False", "Programmed": "True"}, wantReason: "Programmed", applied: 1, desired: 1,
+			conv:   xds.PolicyConvergence{Desired: 1, Applied: 1},
+			want:   map[string]metav1.ConditionStatus{"Accepted": "False", "Programmed": "True"}, wantReason: "Programmed",
 		},
 		"never accepted": {
 			policy: snapshot.PolicyStatus{Generation: 1, Rejected: "bad rule"},
@@ -64,7 +56,7 @@ func TestDesired(t *testing.T) {
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
-			got := Desired(tc.policy, Fleet{Served: served, Agents: tc.agents}, v1alpha1.WAFPolicyStatus{})
+			got := Desired(tc.policy, tc.conv, v1alpha1.WAFPolicyStatus{})
 			for condType, want := range tc.want {
 				c := meta.FindStatusCondition(got.Conditions, condType)
 				if c == nil || c.Status != want {
@@ -74,8 +66,9 @@ func TestDesired(t *testing.T) {
 			if c := meta.FindStatusCondition(got.Conditions, "Programmed"); c.Reason != tc.wantReason {
 				t.Errorf("Programmed reason %s (%s), want %s", c.Reason, c.Message, tc.wantReason)
 			}
-			if got.Agents.Applied != tc.applied || got.Agents.Desired != tc.desired || len(got.Agents.Rejected) != tc.rejected {
-				t.Errorf("agents = %+v, want applied %d desired %d rejected %d", got.Agents, tc.applied, tc.desired, tc.rejected)
+			if got.Agents.Applied != int32(tc.conv.Applied) || got.Agents.Desired != int32(tc.conv.Desired) ||
+				len(got.Agents.Rejected) != tc.rejected || got.Agents.PolicyVersion != tc.policy.Version {
+				t.Errorf("agents = %+v", got.Agents)
 			}
 			if got.ObservedGeneration != tc.policy.Generation {
 				t.Errorf("observedGeneration %d", got.ObservedGeneration)
@@ -86,13 +79,13 @@ func TestDesired(t *testing.T) {
 
 func TestDesiredKeepsTransitionTimes(t *testing.T) {
 	policy := snapshot.PolicyStatus{Version: "v1", Hosts: []string{host}}
-	fleet := Fleet{Served: map[string]string{host: "h"}, Agents: []xds.AgentStatus{agent("a", "h", "")}}
-	first := Desired(policy, fleet, v1alpha1.WAFPolicyStatus{})
+	conv := xds.PolicyConvergence{Desired: 1, Applied: 1}
+	first := Desired(policy, conv, v1alpha1.WAFPolicyStatus{})
 	long := metav1.NewTime(time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC))
 	for i := range first.Conditions {
 		first.Conditions[i].LastTransitionTime = long
 	}
-	again := Desired(policy, fleet, first)
+	again := Desired(policy, conv, first)
 	for _, c := range again.Conditions {
 		if !c.LastTransitionTime.Equal(&long) {
 			t.Fatalf("%s transition time moved although nothing changed", c.Type)

@@ -21,8 +21,7 @@ import (
 // FleetView is the part of the xDS server the writer reads.
 type FleetView interface {
 	Current() *snapshot.Snapshot
-	Served() map[string]string
-	Agents() []xds.AgentStatus
+	Convergence() map[string]xds.PolicyConvergence
 }
 
 // WriterConfig configures a Writer.
@@ -83,14 +82,14 @@ func (w *Writer) reconcile(ctx context.Context) {
 	if snap == nil {
 		return
 	}
-	fleet := Fleet{Served: w.cfg.Fleet.Served(), Agents: w.cfg.Fleet.Agents()}
+	convergence := w.cfg.Fleet.Convergence()
 	txn := w.cfg.Store.Read()
 	for _, p := range snap.Policies {
 		record := txn.Policy(p.Ref)
 		if record == nil || record.Source != store.SourceKubernetes {
 			continue
 		}
-		desired := Desired(p, fleet, record.Status)
+		desired := Desired(p, convergence[p.Ref.NamespacedName()], record.Status)
 		if equality.Semantic.DeepEqual(desired, record.Status) {
 			continue
 		}

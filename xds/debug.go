@@ -9,7 +9,8 @@ import (
 	"github.com/meshwaf/meshwaf/snapshot"
 )
 
-// Handler serves /healthz, /readyz, /debug/snapshot and /debug/agents.
+// Handler serves /healthz, /readyz, /debug/snapshot, /debug/agents and
+// /debug/convergence.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -32,6 +33,9 @@ func (s *Server) Handler() http.Handler {
 	})
 	mux.HandleFunc("GET /debug/agents", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, map[string]any{"agents": s.Agents()})
+	})
+	mux.HandleFunc("GET /debug/convergence", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, map[string]any{"policies": s.Convergence()})
 	})
 	return mux
 }

@@ -2,6 +2,7 @@ package xds
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	server "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
@@ -33,6 +35,11 @@ type Config struct {
 	Listen   string
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
+	// TLS, when set, serves gRPC over TLS; with ClientAuth set to
+	// RequireAndVerifyClientCert it is mutual TLS.
+	TLS *tls.Config
+	// Authenticator, when set, must accept every stream's caller.
+	Authenticator Authenticator
 }
 
 // Server serves ECDS to Envoy and host policies to agents.
@@ -41,9 +48,10 @@ type Server struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	ecds     cache.SnapshotCache
-	policies *cache.LinearCache
-	agents   *agentTracker
+	ecds       cache.SnapshotCache
+	policies   *cache.LinearCache
+	agents     *agentTracker
+	identities *identities
 
 	// first is closed when the first snapshot arrives; streams wait for it.
 	first     chan struct{}
@@ -71,14 +79,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		metrics:  m,
-		ecds:     cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
-		policies: cache.NewLinearCache(agentapi.HostPolicyTypeURL, cache.WithLogger(logAdapter{cfg.Logger})),
-		first:    make(chan struct{}),
-		nodes:    map[string]snapshot.Node{},
-		served:   map[string]string{},
+		cfg:        cfg,
+		log:        cfg.Logger,
+		metrics:    m,
+		ecds:       cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
+		policies:   cache.NewLinearCache(agentapi.HostPolicyTypeURL, cache.WithLogger(logAdapter{cfg.Logger})),
+		first:      make(chan struct{}),
+		identities: newIdentities(cfg.Authenticator),
+		nodes:      map[string]snapshot.Node{},
+		served:     map[string]string{},
 	}
 	s.agents = newAgentTracker(func(node, detail string) {
 		m.nacks.Inc()
@@ -219,17 +228,25 @@ func (s *Server) waitFirst(ctx context.Context) error {
 }
 
 func (s *Server) callbacks(ctx context.Context) server.Callbacks {
+	open := func(streamCtx context.Context, id int64, _ string) error {
+		if err := s.waitFirst(streamCtx); err != nil {
+			return err
+		}
+		return s.identities.open(streamCtx, id)
+	}
 	return server.CallbackFuncs{
-		StreamOpenFunc: func(streamCtx context.Context, _ int64, _ string) error {
-			return s.waitFirst(streamCtx)
-		},
-		DeltaStreamOpenFunc: func(streamCtx context.Context, _ int64, _ string) error {
-			return s.waitFirst(streamCtx)
-		},
-		StreamRequestFunc: func(_ int64, req *discovery.DiscoveryRequest) error {
+		StreamOpenFunc:      open,
+		DeltaStreamOpenFunc: open,
+		StreamRequestFunc: func(id int64, req *discovery.DiscoveryRequest) error {
+			if err := s.identities.check(id, req.GetNode().GetId(), req.GetTypeUrl()); err != nil {
+				return err
+			}
 			return s.registerNode(ctx, req.GetNode())
 		},
 		StreamDeltaRequestFunc: func(id int64, req *discovery.DeltaDiscoveryRequest) error {
+			if err := s.identities.check(id, req.GetNode().GetId(), req.GetTypeUrl()); err != nil {
+				return err
+			}
 			if req.GetTypeUrl() == agentapi.HostPolicyTypeURL {
 				s.agents.request(id, req, time.Now())
 				return nil
@@ -241,7 +258,11 @@ func (s *Server) callbacks(ctx context.Context) server.Callbacks {
 				s.agents.response(id, resp)
 			}
 		},
+		StreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.identities.close(id)
+		},
 		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
+			s.identities.close(id)
 			s.agents.closed(id)
 		},
 	}
@@ -262,11 +283,15 @@ func (s *Server) Start(ctx context.Context) error {
 		},
 	}
 	xds := server.NewServer(ctx, mux, s.callbacks(ctx))
-	grpcServer := grpc.NewServer(
-		// Detect dead peers in about a minute; allow clients' own pings.
+	opts := []grpc.ServerOption{
+		// Detect dead peers in about 40 s; allow clients' own pings.
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if s.cfg.TLS != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	}
+	grpcServer := grpc.NewServer(opts...)
 	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(grpcServer, xds)
 	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, xds)
 

@@ -231,6 +231,9 @@ func TestAgentACKAndNACKAreTracked(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool { a := s.Agents(); return len(a) == 1 && a[0].InSync && a[0].ACKs == 1 })
+	if c := s.Convergence()["shop/shop"]; c.Desired != 1 || c.Applied != 1 || c.Hosts != 2 || c.Version == "" {
+		t.Fatalf("convergence after the ACK = %+v, want 1 of 1 on 2 hosts", c)
+	}
 
 	// One host changes mode: only that host travels.
 	if err := s.Update(ctx, buildSnapshot(t, v1alpha1.ModeDetect, "shop.example.com", "api.example.com")); err != nil {
@@ -252,6 +255,9 @@ func TestAgentACKAndNACKAreTracked(t *testing.T) {
 		a := s.Agents()
 		return len(a) == 1 && !a[0].InSync && a[0].NACKs == 1 && a[0].LastNACK != ""
 	})
+	if c := s.Convergence()["shop/shop"]; c.Applied != 0 || len(c.Rejected) != 1 || c.Rejected[0].Agent != "agent-1" {
+		t.Fatalf("convergence after the NACK = %+v, want agent-1 rejecting", c)
+	}
 
 	// Adding a host sends only the new one.
 	if err := s.Update(ctx, buildSnapshot(t, v1alpha1.ModeDetect, "shop.example.com", "api.example.com", "new.example.com")); err != nil {

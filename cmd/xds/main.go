@@ -5,6 +5,8 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -45,6 +47,9 @@ type options struct {
 	webhook      string
 	webhookCert  string
 	webhookKey   string
+	tlsCert      string
+	tlsKey       string
+	clientCA     string
 	listen       string
 	httpListen   string
 	agentCluster string
@@ -81,6 +86,9 @@ Flags:
 	fs.BoolVar(&o.inCluster, "in-cluster", false, "read objects from the Kubernetes API server this pod runs in")
 	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshwaf-system"), "namespace of the leader-election Lease (Kubernetes only)")
 	fs.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name in leader election (Kubernetes only)")
+	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate file")
+	fs.StringVar(&o.tlsKey, "tls-key", "", "key file of --tls-cert")
+	fs.StringVar(&o.clientCA, "client-ca", "", "require client certificates signed by this CA (mutual TLS); an agent's certificate must carry the URI SAN spiffe://<domain>/agent/<node id>")
 	fs.StringVar(&o.webhook, "webhook-listen", "", "HTTPS address of the WAFPolicy validating webhook, e.g. :9443 (off when empty)")
 	fs.StringVar(&o.webhookCert, "webhook-cert", "", "TLS certificate file of the webhook")
 	fs.StringVar(&o.webhookKey, "webhook-key", "", "TLS key file of the webhook")
@@ -101,6 +109,9 @@ Flags:
 	}
 	if sources != 1 {
 		return o, errors.New("exactly one of --manifests, --kubeconfig and --in-cluster is required")
+	}
+	if (o.tlsCert == "") != (o.tlsKey == "") || (o.clientCA != "" && o.tlsCert == "") {
+		return o, errors.New("--tls-cert and --tls-key go together, and --client-ca needs them")
 	}
 	if o.webhook != "" && (o.webhookCert == "" || o.webhookKey == "") {
 		return o, errors.New("--webhook-listen needs --webhook-cert and --webhook-key")
@@ -143,7 +154,11 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	db := store.New()
-	server, err := xds.New(xds.Config{Listen: opts.listen, Logger: log, Registry: registry})
+	xdsConfig := xds.Config{Listen: opts.listen, Logger: log, Registry: registry}
+	if err := configureTLS(&xdsConfig, opts); err != nil {
+		return err
+	}
+	server, err := xds.New(xdsConfig)
 	if err != nil {
 		return err
 	}
@@ -192,6 +207,33 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 		g.Go(func() error { return serveHTTP(ctx, webhook, opts.webhookCert, opts.webhookKey) })
 	}
 	return g.Wait()
+}
+
+// configureTLS sets up TLS, and with a client CA mutual TLS and
+// certificate-based identities, for the gRPC server.
+func configureTLS(cfg *xds.Config, opts options) error {
+	if opts.tlsCert == "" {
+		return nil
+	}
+	cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
+	if err != nil {
+		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+	}
+	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	if opts.clientCA == "" {
+		return nil
+	}
+	pem, err := os.ReadFile(opts.clientCA)
+	if err != nil {
+		return fmt.Errorf("--client-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return fmt.Errorf("--client-ca %s holds no PEM certificate", opts.clientCA)
+	}
+	cfg.TLS.ClientAuth, cfg.TLS.ClientCAs = tls.RequireAndVerifyClientCert, pool
+	cfg.Authenticator = xds.CertificateAuthenticator{}
+	return nil
 }
 
 // validatePolicy is what only Coraza can check: whether custom rules compile.

@@ -1,0 +1,66 @@
+package xds
+
+import (
+	"slices"
+	"strings"
+)
+
+// PolicyConvergence says how far one policy's current version has reached
+// the agents connected to this replica.
+type PolicyConvergence struct {
+	Policy  string `json:"policy"`
+	Version string `json:"version"`
+	Hosts   int    `json:"hosts"`
+	// Desired is the number of connected agents; Applied those that ACKed
+	// every host of the policy at the version served now.
+	Desired int `json:"desired"`
+	Applied int `json:"applied"`
+	// Pending lists agents that have not applied it yet (not rejected).
+	Pending []string `json:"pending,omitempty"`
+	// Rejected lists agents whose last NACK names one of its hosts.
+	Rejected []AgentRejection `json:"rejected,omitempty"`
+}
+
+// AgentRejection is one agent's refusal, with its reason.
+type AgentRejection struct {
+	Agent  string `json:"agent"`
+	Reason string `json:"reason"`
+}
+
+// maxListedAgents bounds the agents named per policy, so a large fleet
+// that is behind does not make the debug page or status unbounded.
+const maxListedAgents = 20
+
+// Convergence reports every policy of the current snapshot, keyed by
+// "<namespace>/<name>".
+func (s *Server) Convergence() map[string]PolicyConvergence {
+	snap := s.Current()
+	if snap == nil {
+		return nil
+	}
+	served := s.Served()
+	agents := s.agents.statuses(served)
+	out := make(map[string]PolicyConvergence, len(snap.Policies))
+	for _, p := range snap.Policies {
+		c := PolicyConvergence{Policy: p.Ref.NamespacedName(), Version: p.Version, Hosts: len(p.Hosts)}
+		for _, agent := range agents {
+			if !agent.Connected {
+				continue
+			}
+			c.Desired++
+			if !slices.ContainsFunc(p.Hosts, func(h string) bool { return agent.Applied[h] != served[h] }) {
+				c.Applied++
+				continue
+			}
+			rejected := slices.ContainsFunc(p.Hosts, func(h string) bool { return strings.Contains(agent.LastNACK, h) })
+			switch {
+			case rejected && len(c.Rejected) < maxListedAgents:
+				c.Rejected = append(c.Rejected, AgentRejection{Agent: agent.Node, Reason: agent.LastNACK})
+			case !rejected && len(c.Pending) < maxListedAgents:
+				c.Pending = append(c.Pending, agent.Node)
+			}
+		}
+		out[c.Policy] = c
+	}
+	return out
+}
