@@ -74,14 +74,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	m, err := newMetrics(cfg.Registry)
-	if err != nil {
-		return nil, err
-	}
 	s := &Server{
 		cfg:        cfg,
 		log:        cfg.Logger,
-		metrics:    m,
 		ecds:       cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
 		policies:   cache.NewLinearCache(agentapi.HostPolicyTypeURL, cache.WithLogger(logAdapter{cfg.Logger})),
 		first:      make(chan struct{}),
@@ -89,6 +84,11 @@ func New(cfg Config) (*Server, error) {
 		nodes:      map[string]snapshot.Node{},
 		served:     map[string]string{},
 	}
+	m, err := newMetrics(cfg.Registry, s)
+	if err != nil {
+		return nil, err
+	}
+	s.metrics = m
 	s.agents = newAgentTracker(func(node, detail string) {
 		m.nacks.Inc()
 		s.log.Warn("agent rejected host policies", "agent", node, "error", detail)

@@ -11,6 +11,7 @@ import (
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	extensionservice "github.com/envoyproxy/go-control-plane/envoy/service/extension/v3"
 	"github.com/envoyproxy/go-control-plane/pkg/resource/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/goleak"
 	"google.golang.org/genproto/googleapis/rpc/status"
 	"google.golang.org/grpc"
@@ -234,6 +235,9 @@ func TestAgentACKAndNACKAreTracked(t *testing.T) {
 	if c := s.Convergence()["shop/shop"]; c.Desired != 1 || c.Applied != 1 || c.Hosts != 2 || c.Version == "" {
 		t.Fatalf("convergence after the ACK = %+v, want 1 of 1 on 2 hosts", c)
 	}
+	if got := metricValue(t, s, "meshwaf_xds_policy_agents", "applied"); got != 1 {
+		t.Fatalf("meshwaf_xds_policy_agents{state=applied} = %v, want 1", got)
+	}
 
 	// One host changes mode: only that host travels.
 	if err := s.Update(ctx, buildSnapshot(t, v1alpha1.ModeDetect, "shop.example.com", "api.example.com")); err != nil {
@@ -278,4 +282,31 @@ func waitFor(t *testing.T, cond func() bool) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// metricValue gathers the server's registry and returns the value of name
+// whose "state" label is state (or which has no labels when state is "").
+func metricValue(t *testing.T, s *Server, name, state string) float64 {
+	t.Helper()
+	families, err := s.cfg.Registry.(prometheus.Gatherer).Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() != name {
+			continue
+		}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "state" && l.GetValue() == state {
+					return m.GetGauge().GetValue()
+				}
+			}
+			if state == "" {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	t.Fatalf("metric %s{state=%q} not found", name, state)
+	return 0
 }
