@@ -38,17 +38,26 @@ func (s *Server) Convergence() map[string]PolicyConvergence {
 	if snap == nil {
 		return nil
 	}
-	served := s.Served()
-	agents := s.agents.statuses(served)
+	s.mu.Lock()
+	// A policy is applied by an agent that ACKed a cache version at or after
+	// the last change of any of its hosts.
+	neededFor := make(map[string]uint64, len(snap.Policies))
+	for _, p := range snap.Policies {
+		for _, h := range p.Hosts {
+			neededFor[p.Ref.NamespacedName()] = max(neededFor[p.Ref.NamespacedName()], s.changedAt[h])
+		}
+	}
+	latest := s.lastChange
+	s.mu.Unlock()
+
+	agents := s.agents.statuses(latest)
 	out := make(map[string]PolicyConvergence, len(snap.Policies))
 	for _, p := range snap.Policies {
-		c := PolicyConvergence{Policy: p.Ref.NamespacedName(), Version: p.Version, Hosts: len(p.Hosts)}
+		name := p.Ref.NamespacedName()
+		c := PolicyConvergence{Policy: name, Version: p.Version, Hosts: len(p.Hosts)}
 		for _, agent := range agents {
-			if !agent.Connected {
-				continue
-			}
 			c.Desired++
-			if !slices.ContainsFunc(p.Hosts, func(h string) bool { return agent.Applied[h] != served[h] }) {
+			if agent.AckedVersion >= neededFor[name] {
 				c.Applied++
 				continue
 			}
@@ -60,7 +69,7 @@ func (s *Server) Convergence() map[string]PolicyConvergence {
 				c.Pending = append(c.Pending, agent.Node)
 			}
 		}
-		out[c.Policy] = c
+		out[name] = c
 	}
 	return out
 }

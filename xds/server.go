@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -58,13 +57,26 @@ type Server struct {
 	firstOnce sync.Once
 	current   atomic.Pointer[snapshot.Snapshot]
 
-	// mu guards nodes and served, and serialises Update.
+	// mu guards nodes, changedAt and cacheVersion, and serialises Update.
 	mu sync.Mutex
 	// nodes are the Envoy gateway identities seen, by node key.
 	nodes map[string]snapshot.Node
-	// served maps each host policy name to the version agents should ACK.
+	// cacheVersion mirrors the host policy cache's version: Update is its
+	// only writer and each UpdateResources call advances it by one.
+	cacheVersion uint64
+	// changedAt maps each host policy served to the cache version at which
+	// its content last changed; lastChange is the version of the last
+	// change of any kind (removals included).
+	changedAt  map[string]uint64
+	lastChange uint64
+	// served maps each host policy to its delta version (content hash), to
+	// recognise an agent that resumes already holding everything.
 	served map[string]string
 }
+
+// cacheVersionPrefix starts the host policy cache's versions, so responses
+// from it can be told apart.
+const cacheVersionPrefix = "hp-"
 
 // New returns a server; it listens on Start.
 func New(cfg Config) (*Server, error) {
@@ -75,13 +87,15 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg:        cfg,
-		log:        cfg.Logger,
-		ecds:       cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
-		policies:   cache.NewLinearCache(agentapi.HostPolicyTypeURL, cache.WithLogger(logAdapter{cfg.Logger})),
+		cfg:  cfg,
+		log:  cfg.Logger,
+		ecds: cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
+		policies: cache.NewLinearCache(agentapi.HostPolicyTypeURL,
+			cache.WithLogger(logAdapter{cfg.Logger}), cache.WithVersionPrefix(cacheVersionPrefix)),
 		first:      make(chan struct{}),
 		identities: newIdentities(cfg.Authenticator),
 		nodes:      map[string]snapshot.Node{},
+		changedAt:  map[string]uint64{},
 		served:     map[string]string{},
 	}
 	m, err := newMetrics(cfg.Registry, s)
@@ -110,13 +124,11 @@ func (s *Server) Ready() bool {
 func (s *Server) Current() *snapshot.Snapshot { return s.current.Load() }
 
 // Agents lists the connected agents and what they applied.
-func (s *Server) Agents() []AgentStatus { return s.agents.statuses(s.Served()) }
-
-// Served maps every host policy served now to the version agents ACK.
-func (s *Server) Served() map[string]string {
+func (s *Server) Agents() []AgentStatus {
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.served)
+	latest := s.lastChange
+	s.mu.Unlock()
+	return s.agents.statuses(latest)
 }
 
 // Update makes snap the served configuration. Only host policies that
@@ -136,7 +148,6 @@ func (s *Server) Update(ctx context.Context, snap *snapshot.Snapshot) error {
 }
 
 func (s *Server) updatePolicies(snap *snapshot.Snapshot) error {
-	var toDelete []string
 	prev := s.Current()
 	toUpdate := map[string]types.Resource{}
 	for name, hp := range snap.HostPolicies {
@@ -145,6 +156,7 @@ func (s *Server) updatePolicies(snap *snapshot.Snapshot) error {
 		}
 		toUpdate[name] = hp
 	}
+	var toDelete []string
 	if prev != nil {
 		for name := range prev.HostPolicies {
 			if _, ok := snap.HostPolicies[name]; !ok {
@@ -152,19 +164,43 @@ func (s *Server) updatePolicies(snap *snapshot.Snapshot) error {
 			}
 		}
 	}
-	served := make(map[string]string, len(snap.HostPolicies))
-	for name, hp := range snap.HostPolicies {
+	if len(toUpdate) == 0 && len(toDelete) == 0 && prev != nil {
+		return nil
+	}
+	if err := s.policies.UpdateResources(toUpdate, toDelete); err != nil {
+		return err
+	}
+	s.cacheVersion++
+	for name, hp := range toUpdate {
 		version, err := resourceVersion(hp)
 		if err != nil {
 			return err
 		}
-		served[name] = version
+		s.changedAt[name], s.served[name] = s.cacheVersion, version
 	}
-	s.served = served
-	if len(toUpdate) == 0 && len(toDelete) == 0 && prev != nil {
-		return nil
+	for _, name := range toDelete {
+		delete(s.changedAt, name)
+		delete(s.served, name)
 	}
-	return s.policies.UpdateResources(toUpdate, toDelete)
+	s.lastChange = s.cacheVersion
+	return nil
+}
+
+// resumedInSync reports whether an agent reconnecting with these resource
+// versions already holds exactly what is served, and as of which cache
+// version. Such an agent gets no response to ACK, so it is credited here.
+func (s *Server) resumedInSync(initial map[string]string) (uint64, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(initial) != len(s.served) {
+		return 0, false
+	}
+	for name, version := range s.served {
+		if initial[name] != version {
+			return 0, false
+		}
+	}
+	return s.lastChange, true
 }
 
 // resourceVersion is the version go-control-plane's delta protocol gives a
@@ -249,6 +285,11 @@ func (s *Server) callbacks(ctx context.Context) server.Callbacks {
 			}
 			if req.GetTypeUrl() == agentapi.HostPolicyTypeURL {
 				s.agents.request(id, req, time.Now())
+				if initial := req.GetInitialResourceVersions(); len(initial) > 0 {
+					if version, ok := s.resumedInSync(initial); ok {
+						s.agents.credit(id, version)
+					}
+				}
 				return nil
 			}
 			return s.registerNode(ctx, req.GetNode())

@@ -310,3 +310,42 @@ func metricValue(t *testing.T, s *Server, name, state string) float64 {
 	t.Fatalf("metric %s{state=%q} not found", name, state)
 	return 0
 }
+
+// An agent that reconnects already holding every host policy gets nothing
+// to ACK, yet counts as applied.
+func TestResumedAgentInSyncCounts(t *testing.T) {
+	s, conn := startServer(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := s.Update(ctx, buildSnapshot(t, v1alpha1.ModePrevent, "shop.example.com")); err != nil {
+		t.Fatal(err)
+	}
+	client := discovery.NewAggregatedDiscoveryServiceClient(conn)
+	first, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := first.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: "agent-1"}, TypeUrl: agentapi.HostPolicyTypeURL}); err != nil {
+		t.Fatal(err)
+	}
+	resp := recvWithin(t, 5*time.Second, first.Recv)
+	held := map[string]string{}
+	for _, r := range resp.GetResources() {
+		held[r.GetName()] = r.GetVersion()
+	}
+	first.CloseSend()
+
+	resumed, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := resumed.Send(&discovery.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "agent-1"}, TypeUrl: agentapi.HostPolicyTypeURL, InitialResourceVersions: held,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool {
+		c := s.Convergence()["shop/shop"]
+		return c.Desired == 1 && c.Applied == 1
+	})
+}
