@@ -13,7 +13,9 @@ export MESHWAF_CACHE
 # The e2e tests start several real processes; on a 2-core machine the whole
 # suite takes a few minutes, so the timeout leaves generous headroom.
 TEST_TIMEOUT ?= 20m
-TEST_FLAGS ?=
+# -count=1: the e2e tests build and run binaries, which Go's test cache
+# cannot see, so cached results could be stale.
+TEST_FLAGS ?= -count=1
 
 # protoc comes from Debian's protobuf-compiler; its version is written into
 # the generated file's header, so a different protoc shows up as drift.

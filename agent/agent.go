@@ -12,6 +12,7 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
@@ -24,7 +25,7 @@ type Config struct {
 	XDSAddress string
 	// NodeID identifies this agent in the xDS node.
 	NodeID string
-	// ListenAddr serves ext_authz gRPC; HTTPListenAddr serves /healthz,
+	// ListenAddr serves ext_authz and ext_proc gRPC; HTTPListenAddr serves /healthz,
 	// /readyz, /metrics and /debug/policies. ":0" picks a free port (see
 	// Agent.GRPCAddr and Agent.HTTPAddr).
 	ListenAddr     string
@@ -41,8 +42,8 @@ type Config struct {
 	// ReconnectMin and ReconnectMax bound the reconnect backoff.
 	// Defaults 500ms and 30s.
 	ReconnectMin, ReconnectMax time.Duration
-	// MaxRequestBytes bounds one ext_authz message; it must exceed the
-	// largest policy body limit. Default 64 MiB.
+	// MaxRequestBytes bounds one ext_authz or ext_proc message; it must
+	// exceed the largest policy body limit. Default 64 MiB.
 	MaxRequestBytes int
 	// ShutdownGrace is how long in-flight Checks get on shutdown. Default 5s.
 	ShutdownGrace time.Duration
@@ -78,6 +79,7 @@ func (c *Config) setDefaults() {
 type Agent struct {
 	cfg      Config
 	reg      *Registry
+	in       *inspector
 	client   *policyClient
 	conn     *grpc.ClientConn
 	grpcSrv  *grpc.Server
@@ -109,10 +111,11 @@ func New(cfg Config) (*Agent, error) {
 		backoff{min: cfg.ReconnectMin, max: cfg.ReconnectMax})
 
 	a.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxRequestBytes))
-	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{
-		reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
-		log: cfg.Logger.With("component", "authz"), now: time.Now,
-	})
+	a.in = &inspector{reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
+		log: cfg.Logger.With("component", "inspector"), now: time.Now}
+	in := a.in
+	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{in: in})
+	extprocv3.RegisterExternalProcessorServer(a.grpcSrv, &procServer{in: in})
 	a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 
 	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
@@ -127,7 +130,7 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// GRPCAddr is the bound ext_authz address.
+// GRPCAddr is the bound ext_authz and ext_proc address.
 func (a *Agent) GRPCAddr() net.Addr { return a.grpcLis.Addr() }
 
 // HTTPAddr is the bound HTTP address.
@@ -145,7 +148,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	g.Go(func() error {
 		// ErrServerStopped means shutdown won the race with Serve.
 		if err := a.grpcSrv.Serve(a.grpcLis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			return fmt.Errorf("ext_authz server: %w", err)
+			return fmt.Errorf("gRPC server: %w", err)
 		}
 		return nil
 	})
@@ -161,12 +164,15 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.shutdown()
 		return nil
 	})
-	a.cfg.Logger.Info("agent started", "ext_authz", a.GRPCAddr().String(), "http", a.HTTPAddr().String(),
+	a.cfg.Logger.Info("agent started", "grpc", a.GRPCAddr().String(), "http", a.HTTPAddr().String(),
 		"xds", a.cfg.XDSAddress, "node_id", a.cfg.NodeID)
 	err := g.Wait()
 	a.cfg.Logger.Info("agent stopped")
 	return err
 }
+
+// lateShutdownWait bounds how long shutdown waits for late inspections.
+const lateShutdownWait = time.Second
 
 func (a *Agent) shutdown() {
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
@@ -181,6 +187,23 @@ func (a *Agent) shutdown() {
 	case <-shutdownCtx.Done():
 		a.grpcSrv.Stop()
 		<-stopped
+	}
+	// Inspections that outlasted Envoy's timeout finish in the background.
+	// Their requests were answered long ago; they get a second to write
+	// their audit lines, not the whole grace period, which a huge body on
+	// a busy node could outlast (and the pod be killed mid-line).
+	late := make(chan struct{})
+	go func() {
+		a.in.late.Wait()
+		close(late)
+	}()
+	lateWait := time.NewTimer(lateShutdownWait)
+	defer lateWait.Stop()
+	select {
+	case <-late:
+	case <-lateWait.C:
+		a.cfg.Logger.Warn("stopping with inspections still running; their audit lines are lost")
+	case <-shutdownCtx.Done():
 	}
 	if err := a.httpSrv.Shutdown(shutdownCtx); err != nil {
 		a.httpSrv.Close()

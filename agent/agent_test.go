@@ -109,12 +109,15 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 	_, metrics := httpGet(t, a, "/metrics")
 	for _, want := range []string{
-		`meshwaf_agent_requests_total{verdict="blocked"} 1`,
-		`meshwaf_agent_requests_total{verdict="no_policy"} 1`,
+		`meshwaf_agent_requests_total{gateway="istio-ingress/public",host="shop.example.com",verdict="blocked"} 1`,
+		`meshwaf_agent_requests_total{gateway="istio-ingress/public",host="*.example.com",verdict="detected"} 1`,
+		`meshwaf_agent_requests_total{gateway="(none)",host="(none)",verdict="no_policy"} 1`,
+		`meshwaf_agent_rule_hits_total{rule_id="942100"} 2`,
+		`meshwaf_agent_policy_info{gateway="istio-ingress/public",host="shop.example.com",mode="Prevent",policy="shop/shop",policy_version="v1"} 1`,
 		"meshwaf_agent_policies 2",
 		"meshwaf_agent_wafs 2",
 		"meshwaf_agent_xds_connected 1",
-		"meshwaf_agent_inspection_duration_seconds_count 2",
+		`meshwaf_agent_inspection_duration_seconds_count{protocol="ext_authz"} 2`,
 	} {
 		if !strings.Contains(metrics, want) {
 			t.Errorf("/metrics lacks %q", want)

@@ -18,22 +18,27 @@ const (
 
 // AuditRecord is one line of the audit log (docs/architecture.md).
 type AuditRecord struct {
-	Time          time.Time   `json:"time"`
-	TransactionID string      `json:"transaction_id"`
-	RequestID     string      `json:"request_id,omitempty"`
-	Gateway       string      `json:"gateway"`
-	Host          string      `json:"host"`
-	Method        string      `json:"method"`
-	Path          string      `json:"path"`
-	Client        string      `json:"client"`
-	Policy        string      `json:"policy"`
-	PolicyVersion string      `json:"policy_version"`
-	Mode          string      `json:"mode"`
-	Action        string      `json:"action"`
-	Status        int         `json:"status,omitempty"`
-	Reason        string      `json:"reason,omitempty"`
-	AnomalyScore  int         `json:"anomaly_score"`
-	Rules         []AuditRule `json:"rules"`
+	Time          time.Time `json:"time"`
+	TransactionID string    `json:"transaction_id"`
+	RequestID     string    `json:"request_id,omitempty"`
+	Gateway       string    `json:"gateway"`
+	Host          string    `json:"host"`
+	Method        string    `json:"method"`
+	Path          string    `json:"path"`
+	Client        string    `json:"client"`
+	Policy        string    `json:"policy"`
+	PolicyVersion string    `json:"policy_version"`
+	Mode          string    `json:"mode"`
+	Action        string    `json:"action"`
+	Status        int       `json:"status,omitempty"`
+	Reason        string    `json:"reason,omitempty"`
+	// ResponseStatus is the upstream's status, when the response was
+	// inspected (ext_proc).
+	ResponseStatus int `json:"response_status,omitempty"`
+	AnomalyScore   int `json:"anomaly_score"`
+	// OutboundAnomalyScore is the CRS response score, when non-zero.
+	OutboundAnomalyScore int         `json:"outbound_anomaly_score,omitempty"`
+	Rules                []AuditRule `json:"rules"`
 }
 
 // AuditRule is a matched rule that carries a message.

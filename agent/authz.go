@@ -2,10 +2,7 @@ package agent
 
 import (
 	"context"
-	"fmt"
-	"log/slog"
 	"strings"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -17,98 +14,36 @@ import (
 	"github.com/meshwaf/meshwaf/agentapi"
 )
 
-// TransactionIDHeader carries the Coraza transaction id on denials so that
-// a blocked user's report can be matched to its audit line.
-const TransactionIDHeader = "x-meshwaf-transaction-id"
-
-// authzServer answers Envoy's ext_authz Check. It never returns a gRPC
-// error: Envoy would then apply its failure mode, which is the operator's
-// choice for an absent agent, not for a request the agent could not parse.
+// authzServer answers Envoy's ext_authz Check: the request phases of one
+// exchange, back to back. It never returns a gRPC error: Envoy would then
+// apply its failure mode, which is the operator's choice for an absent
+// agent, not for a request the agent could not parse.
 type authzServer struct {
 	authv3.UnimplementedAuthorizationServer
-	reg     *Registry
-	audit   *AuditLog
-	metrics *metrics
-	log     *slog.Logger
-	now     func() time.Time
+	in *inspector
 }
 
-func (s *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
-	host := normalizeHost(req.GetAttributes().GetRequest().GetHttp().GetHost())
-	e := s.reg.Lookup(gatewaysFrom(ctx), host)
-	switch {
-	case e == nil:
-		s.metrics.requests.WithLabelValues(verdictNoPolicy).Inc()
-		return allowResponse(), nil
-	case e.Policy.GetMode() == agentapi.Mode_MODE_OFF || e.waf == nil:
-		s.metrics.requests.WithLabelValues(verdictOff).Inc()
-		return allowResponse(), nil
-	}
-	return s.checkWithPolicy(e, req), nil
-}
-
-// checkWithPolicy inspects one request. A panic anywhere in conversion or
-// inspection is recovered into the verdict the policy's mode implies:
-// Prevent fails closed with the block response, Detect allows.
-func (s *authzServer) checkWithPolicy(e *Entry, req *authv3.CheckRequest) (resp *authv3.CheckResponse) {
-	start := time.Now()
+func (s *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (resp *authv3.CheckResponse, _ error) {
+	var x *exchange
+	// The exchange recovers from Coraza panics itself; this is the last
+	// line for a bug in the adapter, which must not cost the agent.
 	defer func() {
 		if p := recover(); p != nil {
-			s.log.Error("inspection panicked", "policy", e.Name, "panic", fmt.Sprint(p))
-			s.metrics.requests.WithLabelValues(verdictError).Inc()
-			if e.Policy.GetMode() == agentapi.Mode_MODE_DETECT {
-				resp = allowResponse()
-				return
-			}
-			resp = denyResponse(e.Policy, verdict{status: int(e.Policy.GetBlockResponse().GetStatus())})
+			resp = recovered(s.in, x, p, allowResponse, func(v verdict) *authv3.CheckResponse { return denyResponse(x.policy, v) })
 		}
 	}()
 	r := fromCheckRequest(req)
-	v := inspect(e, &r)
-	s.metrics.latency.Observe(time.Since(start).Seconds())
-	s.metrics.requests.WithLabelValues(verdictLabel(v.action)).Inc()
-	if shouldAudit(e.Policy.GetAudit(), v.action) {
-		s.writeAudit(e, &r, &v)
+	x = s.in.begin(gatewaysFrom(ctx), &r, protocolExtAuthz)
+	if x == nil {
+		return allowResponse(), nil
 	}
+	x.deadline = authzDeadline(ctx)
+	x.request(r.body, r.partial)
+	v := x.finish()
 	if v.action == actionBlocked {
-		return denyResponse(e.Policy, v)
+		return denyResponse(x.policy, v), nil
 	}
-	return allowResponse()
-}
-
-func (s *authzServer) writeAudit(e *Entry, r *httpRequest, v *verdict) {
-	rec := &AuditRecord{
-		Time:          s.now().UTC(),
-		TransactionID: v.txID,
-		RequestID:     r.requestID,
-		Gateway:       e.Policy.GetGateway(),
-		Host:          r.host,
-		Method:        r.method,
-		Path:          truncate(r.uri, maxAuditPath),
-		Client:        r.clientIP,
-		Policy:        e.Policy.GetPolicy(),
-		PolicyVersion: e.Policy.GetPolicyVersion(),
-		Mode:          modeName(e.Policy.GetMode()),
-		Action:        v.action,
-		Status:        v.status,
-		Reason:        v.reason,
-		AnomalyScore:  v.score,
-		Rules:         v.rules,
-	}
-	if err := s.audit.Write(rec); err != nil {
-		s.log.Error("audit log write failed", "error", err)
-	}
-}
-
-func verdictLabel(action string) string {
-	switch action {
-	case actionBlocked:
-		return verdictBlocked
-	case actionDetected:
-		return verdictDetected
-	default:
-		return verdictAllowed
-	}
+	return allowResponse(), nil
 }
 
 // gatewaysFrom reads the calling gateways from the gRPC metadata. Envoy may
@@ -133,39 +68,22 @@ func allowResponse() *authv3.CheckResponse {
 	}
 }
 
-// denyResponse builds the policy's block response. An empty policy body
-// becomes meshwaf's JSON body carrying the transaction id.
+// denyResponse is the policy's block response as ext_authz sends it.
 func denyResponse(p *agentapi.HostPolicy, v verdict) *authv3.CheckResponse {
-	br := p.GetBlockResponse()
-	status := v.status
-	if status == 0 {
-		status = int(br.GetStatus())
-	}
-	body, ctype := br.GetBody(), br.GetContentType()
-	if body == "" {
-		body = fmt.Sprintf(`{"blocked":true,"transaction_id":%q}`, v.txID)
-		ctype = "application/json"
-	}
-	headers := []*corev3.HeaderValueOption{
-		setHeader("content-type", ctype),
-		setHeader(TransactionIDHeader, v.txID),
-	}
-	if v.location != "" {
-		headers = append(headers, setHeader("location", v.location))
+	d := denialFor(p, v)
+	headers := make([]*corev3.HeaderValueOption, 0, len(d.headers))
+	for _, h := range d.headers {
+		headers = append(headers, &corev3.HeaderValueOption{
+			Header:       &corev3.HeaderValue{Key: h.name, Value: h.value},
+			AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+		})
 	}
 	return &authv3.CheckResponse{
 		Status: &rpcstatus.Status{Code: int32(codes.PermissionDenied)},
 		HttpResponse: &authv3.CheckResponse_DeniedResponse{DeniedResponse: &authv3.DeniedHttpResponse{
-			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+			Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.status)},
 			Headers: headers,
-			Body:    body,
+			Body:    d.body,
 		}},
-	}
-}
-
-func setHeader(key, value string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: key, Value: value},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
 	}
 }

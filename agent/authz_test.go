@@ -54,8 +54,9 @@ func (b *syncBuffer) records(t *testing.T) []AuditRecord {
 	return out
 }
 
-// newTestAuthz serves the given policies (one per host on testGateway).
-func newTestAuthz(t *testing.T, policies ...*agentapi.HostPolicy) (*authzServer, *syncBuffer) {
+// newTestInspector serves the given policies (one per host on their
+// gateway) with a fixed clock.
+func newTestInspector(t *testing.T, policies ...*agentapi.HostPolicy) (*inspector, *syncBuffer, *metrics) {
 	t.Helper()
 	reg := NewRegistry(sharedCompile)
 	entries := map[string]*Entry{}
@@ -73,10 +74,17 @@ func newTestAuthz(t *testing.T, policies ...*agentapi.HostPolicy) (*authzServer,
 		t.Fatal(err)
 	}
 	audit := &syncBuffer{}
-	return &authzServer{
+	return &inspector{
 		reg: reg, audit: NewAuditLog(audit), metrics: m, log: discardLogger(),
 		now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
-	}, audit
+	}, audit, m
+}
+
+// newTestAuthz is an ext_authz server over newTestInspector.
+func newTestAuthz(t *testing.T, policies ...*agentapi.HostPolicy) (*authzServer, *syncBuffer) {
+	t.Helper()
+	in, audit, _ := newTestInspector(t, policies...)
+	return &authzServer{in: in}, audit
 }
 
 // httpCheck builds a CheckRequest the way Envoy sends it with

@@ -144,7 +144,7 @@ func (c *policyClient) apply(resp *discoveryv3.DeltaDiscoveryResponse) *discover
 	}
 	c.reg.Replace(next)
 	c.entries = next
-	c.metrics.policies.Set(float64(len(next)))
+	c.metrics.setPolicies(next)
 	c.metrics.wafs.Set(float64(c.reg.WAFCount()))
 	c.readyOnce.Do(func() { close(c.ready) })
 	c.log.Info("host policies applied", "added", len(resp.GetResources())-len(errs), "removed", len(resp.GetRemovedResources()),

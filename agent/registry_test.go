@@ -98,3 +98,58 @@ func TestRegistryReportsCompileErrors(t *testing.T) {
 		t.Errorf("err = %v", err)
 	}
 }
+
+// closeCountingWAF records whether Replace released it.
+type closeCountingWAF struct {
+	coraza.WAF
+	closed *atomic.Int32
+}
+
+func (w closeCountingWAF) Close() error {
+	w.closed.Add(1)
+	return nil
+}
+
+// A WAF is closed exactly once, when the last entry using it is replaced;
+// a WAF still shared by another host stays open.
+func TestRegistryClosesDroppedWAFsOnce(t *testing.T) {
+	closed := map[string]*atomic.Int32{}
+	compile := func(d string) (coraza.WAF, error) {
+		w, err := coraza.NewWAF(coraza.NewWAFConfig())
+		n := &atomic.Int32{}
+		closed[d] = n
+		return closeCountingWAF{WAF: w, closed: n}, err
+	}
+	reg := NewRegistry(compile)
+	prepare := func(host string, edit ...func(*agentapi.HostPolicy)) *Entry {
+		t.Helper()
+		e, err := reg.Prepare(agentapi.ResourceName(testGateway, host), "1", testPolicy(testGateway, host, edit...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
+	}
+	a, b := prepare("a.example.com"), prepare("b.example.com")
+	detect := prepare("c.example.com", withMode(agentapi.Mode_MODE_DETECT))
+	reg.Replace(map[string]*Entry{a.Name: a, b.Name: b, detect.Name: detect})
+
+	// c switches to the content a and b share: its own WAF goes.
+	c := prepare("c.example.com")
+	reg.Replace(map[string]*Entry{a.Name: a, b.Name: b, c.Name: c})
+	reg.Replace(map[string]*Entry{a.Name: a, b.Name: b, c.Name: c})
+	counts := map[string]int32{}
+	for d, n := range closed {
+		// The engine line tells the two contents apart.
+		for _, line := range strings.Split(d, "\n") {
+			if strings.HasPrefix(line, "SecRuleEngine ") {
+				counts[line] = n.Load()
+			}
+		}
+	}
+	if counts["SecRuleEngine DetectionOnly"] != 1 || counts["SecRuleEngine On"] != 0 {
+		t.Errorf("close calls by WAF = %v, want the Detect WAF closed once and the shared one open", counts)
+	}
+	if c.waf != a.waf || reg.WAFCount() != 1 {
+		t.Errorf("hosts with equal content share %d WAFs", reg.WAFCount())
+	}
+}

@@ -2,9 +2,10 @@ package agent
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
-	"github.com/corazawaf/coraza/v3/types"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 )
 
@@ -17,8 +18,9 @@ const maxAuditPath = 4096
 
 type header struct{ name, value string }
 
-// httpRequest is the part of a CheckRequest the agent inspects. Building it
-// is pure so that it can be fuzzed and tested without Coraza.
+// httpRequest is the part of an Envoy request the agent inspects, whichever
+// protocol brought it. Building it is pure so that it can be fuzzed and
+// tested without Coraza.
 type httpRequest struct {
 	clientIP   string
 	clientPort int
@@ -35,6 +37,7 @@ type httpRequest struct {
 	size       int64 // declared body size, -1 when unknown
 }
 
+// fromCheckRequest converts an ext_authz CheckRequest.
 func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
@@ -48,9 +51,83 @@ func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 		method:     h.GetMethod(),
 		uri:        h.GetPath(),
 		protocol:   h.GetProtocol(),
-		host:       normalizeHost(h.GetHost()),
+		host:       h.GetHost(),
 		size:       h.GetSize(),
 	}
+	hs := headerSet{authz: true}
+	if hm := h.GetHeaderMap().GetHeaders(); len(hm) > 0 {
+		hs.addMap(hm)
+	} else {
+		keys := make([]string, 0, len(h.GetHeaders()))
+		for k := range h.GetHeaders() {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			hs.add(k, h.GetHeaders()[k])
+		}
+	}
+	r.headers, r.partial = hs.regular, hs.partial
+	if raw := h.GetRawBody(); len(raw) > 0 {
+		r.body = raw
+	} else if b := h.GetBody(); b != "" {
+		r.body = []byte(b)
+	}
+	r.complete()
+	return r
+}
+
+// headerSet sorts Envoy's headers into what the application sees and what
+// only Envoy knows: pseudo-headers (kept aside, not passed to Coraza, as
+// the application never sees them) and ext_authz's partial-body marker.
+type headerSet struct {
+	regular []header
+	pseudo  map[string]string
+	partial bool
+	// authz says the headers come from ext_authz, the only protocol where
+	// Envoy adds the partial-body marker; elsewhere a client could send it.
+	authz bool
+}
+
+func (hs *headerSet) add(name, value string) {
+	name = strings.ToLower(name)
+	switch {
+	case hs.authz && name == partialBodyHeader:
+		hs.partial = strings.EqualFold(strings.TrimSpace(value), "true")
+	case strings.HasPrefix(name, ":"):
+		if hs.pseudo == nil {
+			hs.pseudo = map[string]string{}
+		}
+		hs.pseudo[name] = value
+	default:
+		hs.regular = append(hs.regular, header{name, value})
+	}
+}
+
+// addMap prefers raw_value, which carries header bytes that are not valid
+// UTF-8 intact; ext_proc sends values only there.
+func (hs *headerSet) addMap(hm []*corev3.HeaderValue) {
+	for _, hv := range hm {
+		v := hv.GetValue()
+		if raw := hv.GetRawValue(); len(raw) > 0 {
+			v = string(raw)
+		}
+		hs.add(hv.GetKey(), v)
+	}
+}
+
+func (hs *headerSet) get(name string) (string, bool) {
+	for _, h := range hs.regular {
+		if h.name == name {
+			return h.value, true
+		}
+	}
+	return "", false
+}
+
+// complete fills defaults Coraza needs and derives fields both protocols
+// share. r.host holds the raw authority on entry.
+func (r *httpRequest) complete() {
 	if r.method == "" {
 		r.method = "GET"
 	}
@@ -60,7 +137,6 @@ func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 	if r.protocol == "" {
 		r.protocol = "HTTP/1.1"
 	}
-	r.headers, r.partial = headersOf(h)
 	hasHost := false
 	for _, hd := range r.headers {
 		switch hd.name {
@@ -71,77 +147,23 @@ func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 		}
 	}
 	// HTTP/2 requests carry :authority instead of Host; CRS expects Host.
-	if !hasHost && h.GetHost() != "" {
-		r.headers = append(r.headers, header{"host", h.GetHost()})
+	if !hasHost && r.host != "" {
+		r.headers = append(r.headers, header{"host", r.host})
 	}
-	if raw := h.GetRawBody(); len(raw) > 0 {
-		r.body = raw
-	} else if b := h.GetBody(); b != "" {
-		r.body = []byte(b)
-	}
-	return r
+	r.host = normalizeHost(r.host)
 }
 
-// headersOf prefers header_map, whose raw_value survives header bytes that
-// are not valid UTF-8, and falls back to the headers map in sorted order.
-// Pseudo-headers and Envoy's partial-body marker are not request headers
-// the application sees, so rules do not see them either.
-func headersOf(h *authv3.AttributeContext_HttpRequest) (out []header, partial bool) {
-	add := func(name, value string) {
-		name = strings.ToLower(name)
-		switch {
-		case name == partialBodyHeader:
-			partial = strings.EqualFold(strings.TrimSpace(value), "true")
-		case strings.HasPrefix(name, ":"):
-		default:
-			out = append(out, header{name, value})
-		}
+// contentLength is the declared body size, -1 when absent or not a number.
+func contentLength(hs *headerSet) int64 {
+	v, ok := hs.get("content-length")
+	if !ok {
+		return -1
 	}
-	if hm := h.GetHeaderMap().GetHeaders(); len(hm) > 0 {
-		for _, hv := range hm {
-			v := hv.GetValue()
-			if raw := hv.GetRawValue(); len(raw) > 0 {
-				v = string(raw)
-			}
-			add(hv.GetKey(), v)
-		}
-		return out, partial
+	n, err := strconv.ParseInt(strings.TrimSpace(v), 10, 64)
+	if err != nil || n < 0 {
+		return -1
 	}
-	keys := make([]string, 0, len(h.GetHeaders()))
-	for k := range h.GetHeaders() {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
-		add(k, h.GetHeaders()[k])
-	}
-	return out, partial
-}
-
-// feed runs the request phases of tx over r and returns the interruption,
-// if any. body is what to inspect (nil for none).
-func feed(tx types.Transaction, r *httpRequest, body []byte) *types.Interruption {
-	tx.ProcessConnection(r.clientIP, r.clientPort, r.serverIP, r.serverPort)
-	tx.ProcessURI(r.uri, r.method, r.protocol)
-	for _, h := range r.headers {
-		tx.AddRequestHeader(h.name, h.value)
-	}
-	if r.host != "" {
-		tx.SetServerName(r.host)
-	}
-	if it := tx.ProcessRequestHeaders(); it != nil {
-		return it
-	}
-	if len(body) > 0 && tx.IsRequestBodyAccessible() {
-		// A write error (Coraza refusing the buffer) must not skip phase 2,
-		// so only an interruption ends the request here.
-		if it, _, _ := tx.WriteRequestBody(body); it != nil {
-			return it
-		}
-	}
-	// Phase 2 runs even without a body: most CRS rules live there.
-	it, _ := tx.ProcessRequestBody()
-	return it
+	return n
 }
 
 func truncate(s string, n int) string {

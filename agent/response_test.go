@@ -107,7 +107,7 @@ func TestCheckRecoversPerMode(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			srv, _ := newTestAuthz(t)
 			p := testPolicy(testGateway, "*", withMode(tt.mode))
-			srv.reg.Replace(map[string]*Entry{"x": {Name: "x", Policy: withDefaults(p), waf: &sharedWAF{key: "k", waf: panickyWAF{}}}})
+			srv.in.reg.Replace(map[string]*Entry{"x": {Name: "x", Policy: withDefaults(p), waf: &sharedWAF{key: "k", waf: panickyWAF{}}}})
 			resp, err := srv.Check(gatewayCtx(testGateway), httpCheck("GET", "h", "/", nil, ""))
 			if err != nil {
 				t.Fatalf("gRPC error: %v", err)

@@ -42,6 +42,12 @@ func WithDefaults(p *agentapi.HostPolicy) *agentapi.HostPolicy {
 	if out.RequestBody.OverLimit == agentapi.OverLimit_OVER_LIMIT_UNSPECIFIED {
 		out.RequestBody.OverLimit = agentapi.OverLimit_OVER_LIMIT_REJECT
 	}
+	if out.ResponseBody == nil {
+		out.ResponseBody = &agentapi.ResponseBody{}
+	}
+	if out.ResponseBody.LimitBytes <= 0 {
+		out.ResponseBody.LimitBytes = agentapi.DefaultResponseBodyLimitBytes
+	}
 	if out.BlockResponse == nil {
 		out.BlockResponse = &agentapi.BlockResponse{}
 	}

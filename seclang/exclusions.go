@@ -11,14 +11,21 @@ import (
 
 // Path-scoped exclusions need rule ids of their own. 400000-419999 is
 // unallocated in the ModSecurity rule id registry; meshwaf takes
-// 410000-419999 and ValidateCustomRules keeps custom rules out of it.
+// 410000-419999 (exclusions, then its fixed rules from 419900, see
+// render.go) and ValidateCustomRules keeps custom rules out of it.
 const (
-	firstExclusionID = 410000
-	lastExclusionID  = 419999
+	firstMeshwafID   = 410000
+	firstExclusionID = firstMeshwafID
+	lastExclusionID  = 419899
+	lastMeshwafID    = 419999
 )
 
 var (
 	ruleIDSpec = regexp.MustCompile(`^[0-9]{1,9}(-[0-9]{1,9})?$`)
+	// A tag is written unquoted into directives and ctl actions, and
+	// Coraza compares it verbatim, so it may hold no quote, comma, space or
+	// semicolon. This is the WAFPolicy API's tag pattern.
+	tagSpec = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_./-]*$`)
 	// A target is a collection, optionally with a key or /regex/ key. Quotes,
 	// commas, semicolons and spaces would break out of the directive or
 	// action they are written into, so they are refused, as is a final
@@ -59,17 +66,35 @@ func renderExclusions(exs []*agentapi.Exclusion) (renderedExclusions, error) {
 	return out, nil
 }
 
+// selector is how a directive or ctl action names rules: by id (or id
+// range) or by tag. An exclusion's ids and tags together select the union
+// of the rules they name.
+type selector struct{ by, value string }
+
+func selectors(ex *agentapi.Exclusion) []selector {
+	var out []selector
+	for _, id := range ex.GetRuleIds() {
+		out = append(out, selector{"Id", id})
+	}
+	for _, tag := range ex.GetTags() {
+		out = append(out, selector{"Tag", tag})
+	}
+	return out
+}
+
 // configureTimeExclusion edits the rule set once, at compile time. One id
 // per directive, because SecRuleUpdateTargetById stops after its first id.
+// Tags stay unquoted: SecRuleRemoveByTag compares its whole argument,
+// quotes included.
 func configureTimeExclusion(ex *agentapi.Exclusion) []string {
 	var lines []string
-	for _, id := range ex.GetRuleIds() {
+	for _, s := range selectors(ex) {
 		if len(ex.GetTargets()) == 0 {
-			lines = append(lines, "SecRuleRemoveById "+id)
+			lines = append(lines, fmt.Sprintf("SecRuleRemoveBy%s %s", s.by, s.value))
 			continue
 		}
 		for _, t := range ex.GetTargets() {
-			lines = append(lines, fmt.Sprintf("SecRuleUpdateTargetById %s \"!%s\"", id, t))
+			lines = append(lines, fmt.Sprintf("SecRuleUpdateTargetBy%s %s \"!%s\"", s.by, s.value, t))
 		}
 	}
 	return lines
@@ -78,13 +103,13 @@ func configureTimeExclusion(ex *agentapi.Exclusion) []string {
 // ctlActions switch rules (or some of their targets) off for one request.
 func ctlActions(ex *agentapi.Exclusion) []string {
 	var ctl []string
-	for _, id := range ex.GetRuleIds() {
+	for _, s := range selectors(ex) {
 		if len(ex.GetTargets()) == 0 {
-			ctl = append(ctl, "ctl:ruleRemoveById="+id)
+			ctl = append(ctl, fmt.Sprintf("ctl:ruleRemoveBy%s=%s", s.by, s.value))
 			continue
 		}
 		for _, t := range ex.GetTargets() {
-			ctl = append(ctl, fmt.Sprintf("ctl:ruleRemoveTargetById=%s;%s", id, t))
+			ctl = append(ctl, fmt.Sprintf("ctl:ruleRemoveTargetBy%s=%s;%s", s.by, s.value, t))
 		}
 	}
 	return ctl
@@ -94,12 +119,17 @@ func ctlActions(ex *agentapi.Exclusion) []string {
 // directive verbatim. The control plane validates the same fields, but the
 // agent must not trust that to keep its rule text well-formed.
 func checkExclusion(ex *agentapi.Exclusion) error {
-	if len(ex.GetRuleIds()) == 0 {
-		return fmt.Errorf("no rule ids")
+	if len(ex.GetRuleIds()) == 0 && len(ex.GetTags()) == 0 {
+		return fmt.Errorf("no rule ids or tags")
 	}
 	for _, id := range ex.GetRuleIds() {
 		if err := checkRuleIDSpec(id); err != nil {
 			return err
+		}
+	}
+	for _, tag := range ex.GetTags() {
+		if !tagSpec.MatchString(tag) {
+			return fmt.Errorf("tag %q is not a rule tag like attack-sqli", tag)
 		}
 	}
 	for _, p := range ex.GetPaths() {

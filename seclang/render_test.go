@@ -35,6 +35,19 @@ var goldenPolicies = map[string]*agentapi.HostPolicy{
 		},
 		CustomRules: "# block a bot\nSecRule REQUEST_HEADERS:User-Agent \"@contains badbot\" \\\n    \"id:10001,phase:1,deny,status:403,msg:'bad bot'\"\n",
 	},
+	"exclusions-by-tag": {
+		Exclusions: []*agentapi.Exclusion{
+			{Tags: []string{"attack-sqli"}, Paths: []string{"/search"}, Targets: []string{"ARGS:q"}},
+			{Tags: []string{"attack-xss", "paranoia-level/2"}, RuleIds: []string{"920000-920999"}, Paths: []string{"/cms"}},
+			{Tags: []string{"attack-rce"}},
+			{Tags: []string{"OWASP_CRS"}, Targets: []string{"REQUEST_COOKIES:session"}},
+		},
+	},
+	"response-inspection": {
+		Crs:          &agentapi.CoreRuleSet{OutboundAnomalyThreshold: 8},
+		ResponseBody: &agentapi.ResponseBody{Inspect: true, LimitBytes: 65536},
+		CustomRules:  `SecRule RESPONSE_BODY "@contains secret-leak" "id:10100,phase:4,deny,log,msg:'secret in response'"`,
+	},
 }
 
 func TestRenderGolden(t *testing.T) {
@@ -107,7 +120,7 @@ func TestRenderRejects(t *testing.T) {
 		},
 		"exclusion without ids": {
 			policy:  &agentapi.HostPolicy{Exclusions: []*agentapi.Exclusion{{Paths: []string{"/a"}}}},
-			wantErr: "no rule ids",
+			wantErr: "no rule ids or tags",
 		},
 		"path breaking out of the operator": {
 			policy:  &agentapi.HostPolicy{Exclusions: []*agentapi.Exclusion{{RuleIds: []string{"1"}, Paths: []string{`/a" "id:1,deny`}}}},
@@ -124,6 +137,14 @@ func TestRenderRejects(t *testing.T) {
 		"target breaking out of the action list": {
 			policy:  &agentapi.HostPolicy{Exclusions: []*agentapi.Exclusion{{RuleIds: []string{"1"}, Targets: []string{"ARGS:q,deny"}}}},
 			wantErr: "not a target",
+		},
+		"tag breaking out of the action list": {
+			policy:  &agentapi.HostPolicy{Exclusions: []*agentapi.Exclusion{{Tags: []string{"attack-sqli,deny"}}}},
+			wantErr: "not a rule tag",
+		},
+		"quoted tag": {
+			policy:  &agentapi.HostPolicy{Exclusions: []*agentapi.Exclusion{{Tags: []string{`"attack-sqli"`}}}},
+			wantErr: "not a rule tag",
 		},
 		"custom rules switching the engine": {
 			policy:  &agentapi.HostPolicy{CustomRules: "SecRuleEngine Off"},

@@ -34,7 +34,7 @@ var reservedRanges = []struct {
 	owner  string
 }{
 	{200000, 200999, "the Coraza recommended configuration"},
-	{firstExclusionID, lastExclusionID, "meshwaf exclusions"},
+	{firstMeshwafID, lastMeshwafID, "meshwaf"},
 	{900000, 999999, "the OWASP CRS"},
 }
 

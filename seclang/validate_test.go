@@ -51,7 +51,7 @@ func TestValidateCustomRules(t *testing.T) {
 		},
 		"exclusion id is refused": {
 			rules:   `SecAction "id:410000,phase:1,pass"`,
-			wantErr: "reserved for meshwaf exclusions",
+			wantErr: "reserved for meshwaf (410000-419999)",
 		},
 	}
 	for name, tt := range tests {

@@ -134,6 +134,29 @@ var cases = []struct {
 		nodes: []Node{ingressNode},
 	},
 	{
+		name: "response inspection selects ext_proc",
+		objs: store.Objects{
+			Gateways: []*store.Gateway{public},
+			Routes: []*store.Route{
+				virtualService("shop", "shop", public.Ref, "shop.example.com"),
+				virtualService("apps", "apps", public.Ref, "*.apps.example.com"),
+			},
+			Policies: []*store.Policy{
+				policy("shop", "leaks", 0, v1alpha1.WAFPolicySpec{
+					TargetRefs:   target("networking.istio.io", "VirtualService", "", "shop"),
+					ResponseBody: v1alpha1.ResponseBody{Inspect: true, LimitBytes: 65536},
+				}),
+				policy("apps", "partial", 0, v1alpha1.WAFPolicySpec{
+					TargetRefs:  target("", "VirtualService", "", "apps"),
+					Mode:        v1alpha1.ModeDetect,
+					FailureMode: v1alpha1.FailureModeOpen,
+					RequestBody: v1alpha1.RequestBody{LimitBytes: 1 << 20, OverLimit: v1alpha1.OverLimitInspectPartial},
+				}),
+			},
+		},
+		nodes: []Node{ingressNode},
+	},
+	{
 		name: "gateway api gateway and httproute",
 		objs: store.Objects{
 			Gateways: []*store.Gateway{{

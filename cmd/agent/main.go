@@ -1,6 +1,7 @@
 // Command meshwaf-agent is the meshwaf node agent: it receives host policies
-// from the control plane and answers Envoy's ext_authz checks with Coraza
-// and the OWASP CRS. It only turns flags into agent.Config and runs it.
+// from the control plane and answers Envoy's ext_authz checks and ext_proc
+// streams with Coraza and the OWASP CRS. It only turns flags into
+// agent.Config and runs it.
 package main
 
 import (
@@ -33,8 +34,9 @@ func main() {
 func run(args []string) error {
 	fs := flag.NewFlagSet("meshwaf-agent", flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprint(fs.Output(), `meshwaf-agent inspects requests for Envoy (ext_authz) with Coraza and the
-OWASP Core Rule Set, using host policies received from meshwaf-xds.
+		fmt.Fprint(fs.Output(), `meshwaf-agent inspects requests and responses for Envoy (ext_authz, ext_proc)
+with Coraza and the OWASP Core Rule Set, using host policies received from
+meshwaf-xds.
 
 Usage: meshwaf-agent [flags]
 
@@ -43,7 +45,7 @@ Flags:
 		fs.PrintDefaults()
 	}
 	xdsAddr := fs.String("xds-address", "meshwaf-xds.meshwaf-system.svc:18000", "control plane gRPC `host:port`")
-	listen := fs.String("listen", ":9191", "ext_authz gRPC listen `address` (envoy.service.auth.v3.Authorization)")
+	listen := fs.String("listen", ":9191", "gRPC listen `address` for ext_authz (envoy.service.auth.v3.Authorization) and ext_proc (envoy.service.ext_proc.v3.ExternalProcessor)")
 	httpListen := fs.String("http-listen", ":9192", "HTTP listen `address` for /healthz, /readyz, /metrics, /debug/policies")
 	nodeID := fs.String("node-id", defaultNodeID(), "`id` sent in the xDS node; defaults to $NODE_NAME, else the hostname")
 	auditPath := fs.String("audit-log", "-", "`path` of the JSON audit log, one line per audited transaction; - is stdout")

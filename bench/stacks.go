@@ -1,0 +1,113 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+// gatewayName is the Istio Gateway both stacks serve, as the agent names it.
+const gatewayName = "istio-ingress/public"
+
+// Hosts of the WAF stack: one per paranoia level, and one no policy
+// covers (the agent answers it without inspecting: the gRPC floor).
+const noPolicyHost = "nopolicy.bench.local"
+
+func plHost(pl int32) string { return fmt.Sprintf("pl%d.bench.local", pl) }
+
+const gatewayManifest = `apiVersion: networking.istio.io/v1
+kind: Gateway
+metadata: {name: public, namespace: istio-ingress}
+spec:
+  selector: {istio: ingressgateway}
+  servers:
+  - port: {number: 80, name: http, protocol: HTTP}
+    hosts: ["*/*"]
+`
+
+// policyManifest protects host with the CRS at paranoia level pl, blocking
+// (Prevent) and otherwise with WAFPolicy defaults: the same policy
+// hostPolicy gives the in-process baseline.
+func policyManifest(pl int32) string {
+	return fmt.Sprintf(`apiVersion: waf.meshwaf.io/v1alpha1
+kind: WAFPolicy
+metadata: {name: pl%[1]d, namespace: istio-ingress}
+spec:
+  targetRefs:
+  - {group: networking.istio.io, kind: Gateway, name: public}
+  hosts: [%[2]s]
+  mode: Prevent
+  crs: {paranoiaLevel: %[1]d}
+`, pl, plHost(pl))
+}
+
+// stacks are the two gateways of a run: one protected by meshwaf, one
+// identical but without any policy, whose meshwaf filter is then the no-op
+// RBAC filter the control plane sends.
+type stacks struct {
+	waf, plain *stack.Stack
+}
+
+func (s *stacks) stop() error {
+	var errs []error
+	for _, st := range []*stack.Stack{s.waf, s.plain} {
+		if st != nil {
+			if err := st.Stop(); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("stop stacks: %v", errs)
+	}
+	return nil
+}
+
+func startStacks(ctx context.Context, cfg Config, levels []int32) (_ *stacks, err error) {
+	s := &stacks{}
+	defer func() {
+		if err != nil {
+			_ = s.stop()
+		}
+	}()
+	manifests := map[string][]string{"waf": {gatewayManifest}, "plain": {gatewayManifest}}
+	for _, pl := range levels {
+		manifests["waf"] = append(manifests["waf"], policyManifest(pl))
+	}
+	for _, name := range []string{"waf", "plain"} {
+		dir := filepath.Join(cfg.RunDir, name)
+		mdir := filepath.Join(dir, "manifests")
+		if err := os.MkdirAll(mdir, 0o755); err != nil {
+			return nil, err
+		}
+		for i, doc := range manifests[name] {
+			if err := os.WriteFile(filepath.Join(mdir, fmt.Sprintf("%02d.yaml", i)), []byte(doc), 0o644); err != nil {
+				return nil, err
+			}
+		}
+		st, err := stack.Start(ctx, stack.Config{
+			Manifests: mdir,
+			RunDir:    dir,
+			RepoRoot:  cfg.RepoRoot,
+			Binaries:  cfg.Binaries,
+			EnvoyPath: cfg.EnvoyPath,
+			// Latency is measured, not bounded: a slow PL2 inspection on a
+			// busy machine must not become a fail-closed 403.
+			AgentTimeout: 10 * time.Second,
+			Logf:         cfg.Logf,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("%s stack: %w", name, err)
+		}
+		if name == "waf" {
+			s.waf = st
+		} else {
+			s.plain = st
+		}
+	}
+	return s, nil
+}
