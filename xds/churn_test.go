@@ -47,11 +47,9 @@ func TestConnectDisconnectCyclesLeakNothing(t *testing.T) {
 	}
 	settle := func() (goroutines int, heap uint64) {
 		waitFor(t, func() bool {
-			s.agents.mu.Lock()
-			defer s.agents.mu.Unlock()
 			s.identities.mu.Lock()
 			defer s.identities.mu.Unlock()
-			return len(s.agents.streams) == 0 && len(s.identities.streams) == 0
+			return s.policies.StreamCount() == 0 && len(s.identities.streams) == 0
 		})
 		time.Sleep(100 * time.Millisecond)
 		runtime.GC()

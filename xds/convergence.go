@@ -1,10 +1,5 @@
 package xds
 
-import (
-	"slices"
-	"strings"
-)
-
 // PolicyConvergence says how far one policy's current version has reached
 // the agents connected to this replica.
 type PolicyConvergence struct {
@@ -15,9 +10,12 @@ type PolicyConvergence struct {
 	// every host of the policy at the version served now.
 	Desired int `json:"desired"`
 	Applied int `json:"applied"`
-	// Pending lists agents that have not applied it yet (not rejected).
-	Pending []string `json:"pending,omitempty"`
-	// Rejected lists agents whose last NACK names one of its hosts.
+	// Rejecting counts the agents that refused one of its hosts; Pending
+	// the others that have not applied it yet.
+	Rejecting int `json:"rejecting"`
+	PendingCount int `json:"pendingCount"`
+	// Pending and Rejected name some of them (at most maxListedAgents).
+	Pending  []string         `json:"pending,omitempty"`
 	Rejected []AgentRejection `json:"rejected,omitempty"`
 }
 
@@ -32,44 +30,54 @@ type AgentRejection struct {
 const maxListedAgents = 20
 
 // Convergence reports every policy of the current snapshot, keyed by
-// "<namespace>/<name>".
+// "<namespace>/<name>". An agent applied a policy when it confirmed a
+// generation at or after the last change of each of the policy's hosts and
+// rejected none of them.
 func (s *Server) Convergence() map[string]PolicyConvergence {
 	snap := s.Current()
 	if snap == nil {
 		return nil
 	}
-	s.mu.Lock()
-	// A policy is applied by an agent that ACKed a cache version at or after
-	// the last change of any of its hosts.
+	g := s.policies.Current()
+	policyOf := map[string]string{}
 	neededFor := make(map[string]uint64, len(snap.Policies))
 	for _, p := range snap.Policies {
+		name := p.Ref.NamespacedName()
 		for _, h := range p.Hosts {
-			neededFor[p.Ref.NamespacedName()] = max(neededFor[p.Ref.NamespacedName()], s.changedAt[h])
+			policyOf[h] = name
+			neededFor[name] = max(neededFor[name], g.ChangedAt(h))
 		}
 	}
-	latest := s.lastChange
-	s.mu.Unlock()
-
-	agents := s.agents.statuses(latest)
+	agents := s.Agents()
 	out := make(map[string]PolicyConvergence, len(snap.Policies))
 	for _, p := range snap.Policies {
-		name := p.Ref.NamespacedName()
-		c := PolicyConvergence{Policy: name, Version: p.Version, Hosts: len(p.Hosts)}
-		for _, agent := range agents {
-			c.Desired++
-			if agent.AckedVersion >= neededFor[name] {
-				c.Applied++
-				continue
-			}
-			rejected := slices.ContainsFunc(p.Hosts, func(h string) bool { return strings.Contains(agent.LastNACK, h) })
-			switch {
-			case rejected && len(c.Rejected) < maxListedAgents:
-				c.Rejected = append(c.Rejected, AgentRejection{Agent: agent.Node, Reason: agent.LastNACK})
-			case !rejected && len(c.Pending) < maxListedAgents:
-				c.Pending = append(c.Pending, agent.Node)
+		out[p.Ref.NamespacedName()] = PolicyConvergence{Policy: p.Ref.NamespacedName(), Version: p.Version, Hosts: len(p.Hosts), Desired: len(agents)}
+	}
+	for _, agent := range agents {
+		rejected := map[string]string{} // policy → reason
+		for host, reason := range agent.Rejected {
+			if policy, ok := policyOf[host]; ok {
+				rejected[policy] = host + ": " + reason
 			}
 		}
-		out[name] = c
+		for name, c := range out {
+			reason, isRejected := rejected[name]
+			switch {
+			case isRejected:
+				c.Rejecting++
+				if len(c.Rejected) < maxListedAgents {
+					c.Rejected = append(c.Rejected, AgentRejection{Agent: agent.Node, Reason: reason})
+				}
+			case agent.Acked >= neededFor[name]:
+				c.Applied++
+			default:
+				c.PendingCount++
+				if len(c.Pending) < maxListedAgents {
+					c.Pending = append(c.Pending, agent.Node)
+				}
+			}
+			out[name] = c
+		}
 	}
 	return out
 }

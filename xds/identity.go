@@ -29,14 +29,18 @@ type Peer struct {
 	Node string
 }
 
-// streamIdentity is what a stream proved and claimed.
+// streamIdentity is what a stream proved and claimed. Requests of one
+// stream may be checked from more than one goroutine (one after another),
+// so it has a lock of its own.
 type streamIdentity struct {
 	peer *Peer // nil when no Authenticator is configured
+	mu   sync.Mutex
 	node string
 }
 
-// identities pins each stream to the node id of its first message, and to
-// what its caller proved, for the stream's whole life.
+// identities pins each ECDS stream (by go-control-plane's stream id) to the
+// node id of its first message, and to what its caller proved, for the
+// stream's whole life. Agent streams keep their streamIdentity themselves.
 type identities struct {
 	auth    Authenticator
 	mu      sync.Mutex
@@ -47,15 +51,24 @@ func newIdentities(auth Authenticator) *identities {
 	return &identities{auth: auth, streams: map[int64]*streamIdentity{}}
 }
 
-// open authenticates a new stream.
-func (ids *identities) open(ctx context.Context, id int64) error {
+// authenticate asks the Authenticator who opened the stream of ctx.
+func (ids *identities) authenticate(ctx context.Context) (*streamIdentity, error) {
 	st := &streamIdentity{}
 	if ids.auth != nil {
 		peer, err := ids.auth.Authenticate(ctx)
 		if err != nil {
-			return status.Errorf(codes.Unauthenticated, "meshwaf: %v", err)
+			return nil, status.Errorf(codes.Unauthenticated, "meshwaf: %v", err)
 		}
 		st.peer = &peer
+	}
+	return st, nil
+}
+
+// open authenticates a new ECDS stream.
+func (ids *identities) open(ctx context.Context, id int64) error {
+	st, err := ids.authenticate(ctx)
+	if err != nil {
+		return err
 	}
 	ids.mu.Lock()
 	ids.streams[id] = st
@@ -63,16 +76,23 @@ func (ids *identities) open(ctx context.Context, id int64) error {
 	return nil
 }
 
-// check admits one request of a stream: the node id may be set only once
-// (later requests may omit it but never change it), an authenticated agent
-// may only claim its own node, and only agents may ask for host policies.
+// check admits one request of an ECDS stream.
 func (ids *identities) check(id int64, node, typeURL string) error {
 	ids.mu.Lock()
-	defer ids.mu.Unlock()
 	st := ids.streams[id]
+	ids.mu.Unlock()
 	if st == nil {
 		return status.Error(codes.Internal, "meshwaf: request on an unknown stream")
 	}
+	return st.check(node, typeURL)
+}
+
+// check admits one request: the node id may be set only once (later
+// requests may omit it but never change it), an authenticated agent may
+// only claim its own node, and only agents may ask for host policies.
+func (st *streamIdentity) check(node, typeURL string) error {
+	st.mu.Lock()
+	defer st.mu.Unlock()
 	if st.peer != nil {
 		if typeURL == agentapi.HostPolicyTypeURL && !st.peer.Agent {
 			return status.Errorf(codes.PermissionDenied, "meshwaf: %s is not an agent and may not receive host policies", st.peer.Name)

@@ -9,7 +9,6 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -21,11 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/keepalive"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshwaf/meshwaf/agentapi"
 	"github.com/meshwaf/meshwaf/snapshot"
+	"github.com/meshwaf/meshwaf/xds/feed"
 )
 
 // Config configures the server.
@@ -48,8 +47,7 @@ type Server struct {
 	metrics *metrics
 
 	ecds       cache.SnapshotCache
-	policies   *cache.LinearCache
-	agents     *agentTracker
+	policies   *feed.Feed
 	identities *identities
 
 	// first is closed when the first snapshot arrives; streams wait for it.
@@ -57,26 +55,11 @@ type Server struct {
 	firstOnce sync.Once
 	current   atomic.Pointer[snapshot.Snapshot]
 
-	// mu guards nodes, changedAt and cacheVersion, and serialises Update.
+	// mu guards nodes and serialises Update.
 	mu sync.Mutex
 	// nodes are the Envoy gateway identities seen, by node key.
 	nodes map[string]snapshot.Node
-	// cacheVersion mirrors the host policy cache's version: Update is its
-	// only writer and each UpdateResources call advances it by one.
-	cacheVersion uint64
-	// changedAt maps each host policy served to the cache version at which
-	// its content last changed; lastChange is the version of the last
-	// change of any kind (removals included).
-	changedAt  map[string]uint64
-	lastChange uint64
-	// served maps each host policy to its delta version (content hash), to
-	// recognise an agent that resumes already holding everything.
-	served map[string]string
 }
-
-// cacheVersionPrefix starts the host policy cache's versions, so responses
-// from it can be told apart.
-const cacheVersionPrefix = "hp-"
 
 // New returns a server; it listens on Start.
 func New(cfg Config) (*Server, error) {
@@ -87,26 +70,19 @@ func New(cfg Config) (*Server, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	s := &Server{
-		cfg:  cfg,
-		log:  cfg.Logger,
-		ecds: cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
-		policies: cache.NewLinearCache(agentapi.HostPolicyTypeURL,
-			cache.WithLogger(logAdapter{cfg.Logger}), cache.WithVersionPrefix(cacheVersionPrefix)),
+		cfg:        cfg,
+		log:        cfg.Logger,
+		ecds:       cache.NewSnapshotCache(false, nodeHasher{}, logAdapter{cfg.Logger}),
 		first:      make(chan struct{}),
 		identities: newIdentities(cfg.Authenticator),
 		nodes:      map[string]snapshot.Node{},
-		changedAt:  map[string]uint64{},
-		served:     map[string]string{},
 	}
+	s.policies = feed.New(feed.Config{TypeURL: agentapi.HostPolicyTypeURL, Logger: cfg.Logger.With("feed", "host-policies")})
 	m, err := newMetrics(cfg.Registry, s)
 	if err != nil {
 		return nil, err
 	}
 	s.metrics = m
-	s.agents = newAgentTracker(func(node, detail string) {
-		m.nacks.Inc()
-		s.log.Warn("agent rejected host policies", "agent", node, "error", detail)
-	})
 	return s, nil
 }
 
@@ -123,14 +99,6 @@ func (s *Server) Ready() bool {
 // Current is the snapshot being served, or nil before the first.
 func (s *Server) Current() *snapshot.Snapshot { return s.current.Load() }
 
-// Agents lists the connected agents and what they applied.
-func (s *Server) Agents() []AgentStatus {
-	s.mu.Lock()
-	latest := s.lastChange
-	s.mu.Unlock()
-	return s.agents.statuses(latest)
-}
-
 // Update makes snap the served configuration. Only host policies that
 // changed travel to agents.
 func (s *Server) Update(ctx context.Context, snap *snapshot.Snapshot) error {
@@ -140,75 +108,25 @@ func (s *Server) Update(ctx context.Context, snap *snapshot.Snapshot) error {
 	for key, node := range s.nodes {
 		errs = append(errs, s.setNodeConfig(ctx, key, node, snap))
 	}
-	errs = append(errs, s.updatePolicies(snap))
+	resources := make(map[string]proto.Message, len(snap.HostPolicies))
+	for name, hp := range snap.HostPolicies {
+		resources[name] = hp
+	}
+	if _, err := s.policies.Publish(resources); err != nil {
+		errs = append(errs, err)
+	}
 	s.current.Store(snap)
 	s.metrics.snapshots.Inc()
 	s.firstOnce.Do(func() { close(s.first) })
 	return errors.Join(errs...)
 }
 
-func (s *Server) updatePolicies(snap *snapshot.Snapshot) error {
-	prev := s.Current()
-	toUpdate := map[string]types.Resource{}
-	for name, hp := range snap.HostPolicies {
-		if prev != nil && proto.Equal(prev.HostPolicies[name], hp) {
-			continue
-		}
-		toUpdate[name] = hp
-	}
-	var toDelete []string
-	if prev != nil {
-		for name := range prev.HostPolicies {
-			if _, ok := snap.HostPolicies[name]; !ok {
-				toDelete = append(toDelete, name)
-			}
-		}
-	}
-	if len(toUpdate) == 0 && len(toDelete) == 0 && prev != nil {
-		return nil
-	}
-	if err := s.policies.UpdateResources(toUpdate, toDelete); err != nil {
-		return err
-	}
-	s.cacheVersion++
-	for name, hp := range toUpdate {
-		version, err := resourceVersion(hp)
-		if err != nil {
-			return err
-		}
-		s.changedAt[name], s.served[name] = s.cacheVersion, version
-	}
-	for _, name := range toDelete {
-		delete(s.changedAt, name)
-		delete(s.served, name)
-	}
-	s.lastChange = s.cacheVersion
-	return nil
-}
-
-// resumedInSync reports whether an agent reconnecting with these resource
-// versions already holds exactly what is served, and as of which cache
-// version. Such an agent gets no response to ACK, so it is credited here.
-func (s *Server) resumedInSync(initial map[string]string) (uint64, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if len(initial) != len(s.served) {
-		return 0, false
-	}
-	for name, version := range s.served {
-		if initial[name] != version {
-			return 0, false
-		}
-	}
-	return s.lastChange, true
-}
-
-// resourceVersion is the version go-control-plane's delta protocol gives a
-// resource (a hash of its encoding), so ACKs can be compared with it.
+// resourceVersion is a resource's delta xDS version: a hash of its
+// deterministic encoding.
 func resourceVersion(r types.Resource) (string, error) {
 	b, err := cache.MarshalResource(r)
 	if err != nil {
-		return "", fmt.Errorf("encoding host policy: %w", err)
+		return "", fmt.Errorf("encoding %T: %w", r, err)
 	}
 	return cache.HashResource(b), nil
 }
@@ -270,6 +188,7 @@ func (s *Server) callbacks(ctx context.Context) server.Callbacks {
 		}
 		return s.identities.open(streamCtx, id)
 	}
+	closed := func(id int64, _ *corev3.Node) { s.identities.close(id) }
 	return server.CallbackFuncs{
 		StreamOpenFunc:      open,
 		DeltaStreamOpenFunc: open,
@@ -283,29 +202,10 @@ func (s *Server) callbacks(ctx context.Context) server.Callbacks {
 			if err := s.identities.check(id, req.GetNode().GetId(), req.GetTypeUrl()); err != nil {
 				return err
 			}
-			if req.GetTypeUrl() == agentapi.HostPolicyTypeURL {
-				s.agents.request(id, req, time.Now())
-				if initial := req.GetInitialResourceVersions(); len(initial) > 0 {
-					if version, ok := s.resumedInSync(initial); ok {
-						s.agents.credit(id, version)
-					}
-				}
-				return nil
-			}
 			return s.registerNode(ctx, req.GetNode())
 		},
-		StreamDeltaResponseFunc: func(id int64, _ *discovery.DeltaDiscoveryRequest, resp *discovery.DeltaDiscoveryResponse) {
-			if resp.GetTypeUrl() == agentapi.HostPolicyTypeURL {
-				s.agents.response(id, resp)
-			}
-		},
-		StreamClosedFunc: func(id int64, _ *corev3.Node) {
-			s.identities.close(id)
-		},
-		DeltaStreamClosedFunc: func(id int64, _ *corev3.Node) {
-			s.identities.close(id)
-			s.agents.closed(id)
-		},
+		StreamClosedFunc:      closed,
+		DeltaStreamClosedFunc: closed,
 	}
 }
 
@@ -315,26 +215,14 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("xds listen: %w", err)
 	}
-	mux := &cache.MuxCache{
-		Classify:      func(r *cache.Request) string { return r.GetTypeUrl() },
-		ClassifyDelta: func(r *cache.DeltaRequest) string { return r.GetTypeUrl() },
-		Caches: map[string]cache.Cache{
-			resource.ExtensionConfigType: s.ecds,
-			agentapi.HostPolicyTypeURL:   s.policies,
-		},
-	}
-	xds := server.NewServer(ctx, mux, s.callbacks(ctx))
-	opts := []grpc.ServerOption{
-		// Detect dead peers in about 40 s; allow clients' own pings.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	}
+	ecds := server.NewServer(ctx, s.ecds, s.callbacks(ctx))
+	opts := fleetOptions()
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
 	grpcServer := grpc.NewServer(opts...)
-	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(grpcServer, xds)
-	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, xds)
+	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(grpcServer, ecds)
+	discovery.RegisterAggregatedDiscoveryServiceServer(grpcServer, agentService{s: s})
 
 	s.log.Info("xds serving", "address", lis.Addr().String())
 	errc := make(chan error, 1)

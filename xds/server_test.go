@@ -311,8 +311,8 @@ func metricValue(t *testing.T, s *Server, name, state string) float64 {
 	return 0
 }
 
-// An agent that reconnects already holding every host policy gets nothing
-// to ACK, yet counts as applied.
+// An agent that reconnects already holding every host policy is answered
+// with an empty response, and counts as applied once it ACKs that.
 func TestResumedAgentInSyncCounts(t *testing.T) {
 	s, conn := startServer(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -342,6 +342,13 @@ func TestResumedAgentInSyncCounts(t *testing.T) {
 	if err := resumed.Send(&discovery.DeltaDiscoveryRequest{
 		Node: &corev3.Node{Id: "agent-1"}, TypeUrl: agentapi.HostPolicyTypeURL, InitialResourceVersions: held,
 	}); err != nil {
+		t.Fatal(err)
+	}
+	resp = recvWithin(t, 5*time.Second, resumed.Recv)
+	if n := len(resp.GetResources()) + len(resp.GetRemovedResources()); n != 0 {
+		t.Fatalf("an agent resuming in sync was sent %d changes", n)
+	}
+	if err := resumed.Send(&discovery.DeltaDiscoveryRequest{TypeUrl: agentapi.HostPolicyTypeURL, ResponseNonce: resp.GetNonce()}); err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, func() bool {

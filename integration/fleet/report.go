@@ -188,7 +188,7 @@ func maxOf(cs []Change, get func(Change) int64) int64 {
 func writeResyncs(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "## Full resyncs\n\n")
 	fmt.Fprintf(w, "Timed from the agents' start (fresh fleets) or from the start of the new control plane process (restarts) to the last agent ACKing a response that left it holding exactly the %d host policies /debug/snapshot serves, at their versions.\n\n", r.Params.Layout.Hosts)
-	fmt.Fprintf(w, "| resync | all agents | agent p50 | after /readyz | bytes per agent (TCP, mean) | resources per agent (max) | control plane CPU | control plane peak RSS | agents' CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
+	fmt.Fprintf(w, "| resync | all agents | agent p50 | after /readyz | bytes per agent (TCP in, mean) | bytes per agent (TCP out, mean) | resources per agent (max) | streams opened / broken | control plane CPU | control plane peak RSS | agents' CPU |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n")
 	for _, rs := range []*Resync{r.Initial, r.Again, r.Resume, r.Full} {
 		if rs == nil {
 			continue
@@ -197,8 +197,14 @@ func writeResyncs(w io.Writer, r *Result) {
 		if rs.FromReady != 0 {
 			ready = secs(rs.FromReady)
 		}
-		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %d | %.1f s | %d MiB | %.1f s |\n", rs.Name, secs(rs.All), secs(rs.PerAgent.P50), ready,
-			size(rs.Traffic.TCP.Mean), rs.Traffic.MaxResources, rs.CPU, rs.PeakRSS>>20, rs.HarnessCPU.Seconds())
+		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %d | %d / %d | %.1f s | %d MiB | %.1f s |\n", rs.Name, secs(rs.All), secs(rs.PerAgent.P50), ready,
+			size(rs.Traffic.TCP.Mean), size(rs.Traffic.Out.Mean), rs.Traffic.MaxResources, rs.Traffic.Streams, rs.Traffic.StreamErrors,
+			rs.CPU, rs.PeakRSS>>20, rs.HarnessCPU.Seconds())
+	}
+	for _, rs := range []*Resync{r.Initial, r.Again, r.Resume, r.Full} {
+		if rs != nil && rs.StreamError != "" {
+			fmt.Fprintf(w, "\nA broken stream during \"%s\" (an agent's last error): `%s`\n", rs.Name, rs.StreamError)
+		}
 	}
 	if r.Initial != nil {
 		fmt.Fprintf(w, "\nThe initial response to a fresh agent is one DeltaDiscoveryResponse of %s (protobuf); gRPC's default receive limit, which the real agent keeps, is 4 MiB.\n", size(r.Initial.Traffic.Proto.Mean))

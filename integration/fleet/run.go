@@ -50,6 +50,8 @@ type Resync struct {
 	PeakRSS int64
 	// HarnessCPU is what the simulated agents used meanwhile.
 	HarnessCPU time.Duration
+	// StreamError is one agent's last stream error, if any stream broke.
+	StreamError string
 }
 
 // Change is one one-host edit.
@@ -297,6 +299,12 @@ func (x *run) resync(ctx context.Context, name string, agents []*Agent, begin fu
 	}
 	res.PerAgent = distOf(per)
 	res.All = res.PerAgent.Max
+	for _, a := range agents {
+		if st := a.State(); st.LastError != "" && res.Traffic.StreamErrors > 0 {
+			res.StreamError = st.Node + ": " + st.LastError
+			break
+		}
+	}
 	if x.cp != cp {
 		res.FromReady = res.All - x.cp.Ready.Sub(start)
 	}
@@ -304,9 +312,9 @@ func (x *run) resync(ctx context.Context, name string, agents []*Agent, begin fu
 		res.CPU = m["process_cpu_seconds_total"] - cpu0
 	}
 	res.PeakRSS, _ = x.cp.PeakRSS()
-	x.Logf("%s: all %d agents synced in %s (p50 %s, %s after ready), %.0f TCP bytes per agent, control plane CPU %.1f s, peak RSS %d MiB",
+	x.Logf("%s: all %d agents synced in %s (p50 %s, %s after ready), %.0f TCP bytes per agent, %d streams (%d broke: %s), control plane CPU %.1f s, peak RSS %d MiB",
 		name, len(agents), res.All.Round(time.Millisecond), res.PerAgent.P50.Round(time.Millisecond), res.FromReady.Round(time.Millisecond),
-		res.Traffic.TCP.Mean, res.CPU, res.PeakRSS>>20)
+		res.Traffic.TCP.Mean, res.Traffic.Streams, res.Traffic.StreamErrors, res.StreamError, res.CPU, res.PeakRSS>>20)
 	return res, nil
 }
 

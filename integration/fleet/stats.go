@@ -48,6 +48,9 @@ func byteStatsOf(values []int64) ByteStats {
 type Traffic struct {
 	// Resources and Responses per agent (max over agents).
 	MaxResources, MaxResponses int64
+	// Streams and StreamErrors are totals over the agents: a stream that
+	// broke mid-resync makes its agent start over.
+	Streams, StreamErrors int64
 	// TCP is bytes read from the connection (everything the control plane
 	// sent); Wire is gRPC's count of message, header and trailer bytes;
 	// Proto the protobuf size of the responses; Out what the agent sent.
@@ -61,6 +64,8 @@ func trafficOf(before, after []Counters) Traffic {
 		d := after[i].Sub(before[i])
 		t.MaxResources = max(t.MaxResources, d.Resources+d.Removed)
 		t.MaxResponses = max(t.MaxResponses, d.Responses)
+		t.Streams += d.Streams
+		t.StreamErrors += d.StreamErrors
 		tcp[i], wire[i], protoB[i], out[i] = d.TCPIn, d.WireBytes, d.ProtoBytes, d.TCPOut
 	}
 	t.TCP, t.Wire, t.Proto, t.Out = byteStatsOf(tcp), byteStatsOf(wire), byteStatsOf(protoB), byteStatsOf(out)
