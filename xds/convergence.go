@@ -12,7 +12,7 @@ type PolicyConvergence struct {
 	Applied int `json:"applied"`
 	// Rejecting counts the agents that refused one of its hosts; Pending
 	// the others that have not applied it yet.
-	Rejecting int `json:"rejecting"`
+	Rejecting    int `json:"rejecting"`
 	PendingCount int `json:"pendingCount"`
 	// Pending and Rejected name some of them (at most maxListedAgents).
 	Pending  []string         `json:"pending,omitempty"`

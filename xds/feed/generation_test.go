@@ -56,7 +56,7 @@ func TestGenerations(t *testing.T) {
 		from                  uint64
 		wantUpdated, wantGone []string
 	}{
-		"from the previous generation only the removal travels": {from: 2, wantGone: []string{"b"}},
+		"from the previous generation only the removal travels":                    {from: 2, wantGone: []string{"b"}},
 		"two generations back: the new resource, and the one updated then removed": {from: 1, wantUpdated: []string{"c"}, wantGone: []string{"b"}},
 		"in sync: nothing": {from: 3},
 	}
