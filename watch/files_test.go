@@ -179,3 +179,45 @@ func TestFilesMissingFolderFails(t *testing.T) {
 		t.Fatal("Start succeeded on a missing folder")
 	}
 }
+
+// An edit re-parses only the edited file; the others give the records they
+// gave before, and a file that fails to parse still keeps its objects.
+func TestFilesParsesOnlyChangedFiles(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "gateway.yaml", gatewayYAML)
+	write(t, dir, "policy.yaml", policyYAML("Prevent"))
+	other := strings.ReplaceAll(policyYAML("Detect"), "name: shop, namespace: shop", "name: other, namespace: shop")
+	write(t, dir, "other.yaml", other)
+	f, db, _ := newTestFiles(t, dir)
+	validated := 0
+	f.cfg.Validate = func(spec v1alpha1.WAFPolicySpec) error { validated++; return rejectBadRules(spec) }
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if validated != 2 {
+		t.Fatalf("first load validated %d policies, want 2", validated)
+	}
+	write(t, dir, "policy.yaml", policyYAML("Detect"))
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if validated != 3 {
+		t.Fatalf("after editing one file %d validations in all, want 3 (only the edited policy again)", validated)
+	}
+	modes := map[string]v1alpha1.Mode{}
+	for _, p := range db.Read().Policies() {
+		modes[p.Ref.Name] = p.Spec.Mode
+	}
+	if modes["shop"] != v1alpha1.ModeDetect || modes["other"] != v1alpha1.ModeDetect {
+		t.Fatalf("modes after the edit = %v, want both Detect", modes)
+	}
+
+	write(t, dir, "other.yaml", "kind: [broken")
+	write(t, dir, "gateway.yaml", gatewayYAML+"\n# touched\n")
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(db.Read().Policies()); n != 2 {
+		t.Fatalf("%d policies after other.yaml broke, want both kept", n)
+	}
+}

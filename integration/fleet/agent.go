@@ -100,6 +100,7 @@ func NewAgent(node string, opts Options, b Behaviour) (*Agent, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dialer(&a.counters)),
 		grpc.WithStatsHandler(wireStats{&a.counters}),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newRawCodec())),
 	}, opts.DialOptions...)
 	conn, err := grpc.NewClient(opts.Address, dial...)
 	if err != nil {
@@ -180,11 +181,15 @@ func (a *Agent) session(ctx context.Context, ads discovery.AggregatedDiscoverySe
 			case <-time.After(a.behaviour.ReadDelay):
 			}
 		}
-		resp, err := stream.Recv()
-		if err != nil {
+		var raw rawMessage
+		if err := stream.RecvMsg(&raw); err != nil {
 			return received, err
 		}
 		received = true
+		resp, err := scanResponse(raw.b)
+		if err != nil {
+			return received, fmt.Errorf("response: %w", err)
+		}
 		ack, tracked := a.apply(resp, time.Now())
 		if err := stream.Send(ack); err != nil {
 			return received, fmt.Errorf("ack: %w", err)

@@ -67,7 +67,19 @@ func TestAgentStateAccounting(t *testing.T) {
 		return r
 	}
 	step := func(r *discovery.DeltaDiscoveryResponse) *discovery.DeltaDiscoveryRequest {
-		ack, tracked := a.apply(r, time.Now())
+		b, err := proto.Marshal(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		scanned, err := scanResponse(b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if scanned.nonce != r.GetNonce() || len(scanned.resources) != len(r.GetResources()) ||
+			!slices.Equal(scanned.removed, r.GetRemovedResources()) {
+			t.Fatalf("scanned %+v from %v", scanned, r)
+		}
+		ack, tracked := a.apply(scanned, time.Now())
 		a.sent(ack, tracked, time.Now())
 		return ack
 	}

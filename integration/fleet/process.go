@@ -13,10 +13,10 @@ import (
 	"sync"
 	"time"
 
-	cache "github.com/envoyproxy/go-control-plane/pkg/cache/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/xds/feed"
 )
 
 // rssSampler reads a process's resident set every 100 ms, because
@@ -126,7 +126,7 @@ func (c *ControlPlane) Metrics(ctx context.Context) (Metrics, error) {
 type ServedSnapshot struct {
 	Version string
 	// Versions maps every host policy name to the xDS version agents get
-	// for it: the hash go-control-plane gives the resource's encoding.
+	// for it: the hash the control plane's feed gives the resource's encoding.
 	Versions map[string]string
 	// Problems lists policies with conflicts or unresolved targets.
 	Problems []string
@@ -159,11 +159,11 @@ func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
 		if err := protojson.Unmarshal(raw, hp); err != nil {
 			return nil, fmt.Errorf("/debug/snapshot %s: %w", name, err)
 		}
-		b, err := cache.MarshalResource(hp)
+		version, err := feed.VersionOf(hp)
 		if err != nil {
 			return nil, err
 		}
-		out.Versions[name] = cache.HashResource(b)
+		out.Versions[name] = version
 	}
 	for _, p := range view.Policies {
 		for _, problem := range append(p.Conflicts, p.Unresolved...) {

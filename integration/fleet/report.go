@@ -62,7 +62,7 @@ func writeSetup(w io.Writer, r *Result) {
 	fmt.Fprintf(w, "| machine | %s, %d cores (GOMAXPROCS %d), %d MiB, Linux %s |\n", m.CPU, m.Cores, m.GOMAXPROCS, m.MemoryMiB, m.Kernel)
 	fmt.Fprintf(w, "| Go | %s |\n", m.GoVersion)
 	fmt.Fprintf(w, "| control plane | the real `meshwaf-xds` (`go build ./cmd/xds`) of %s, `--manifests DIR`, loopback, plain gRPC |\n", revision())
-	fmt.Fprintf(w, "| agents | %d simulated agents in one process (one gRPC connection and one delta xDS stream each, wildcard subscription, decode and check every HostPolicy, ACK at once; no Coraza)", p.Agents)
+	fmt.Fprintf(w, "| agents | %d simulated agents in one process (one gRPC connection and one delta xDS stream each, wildcard subscription, ACK at once; no Coraza). Each checks every resource it receives (type, name, version, and the gateway and host inside the body, read in place from the wire; see wire.go) and decodes in full only the edited ones it tracks", p.Agents)
 	if p.Stuck > 0 {
 		fmt.Fprintf(w, ", plus %d that subscribe and never read", p.Stuck)
 	}

@@ -47,82 +47,80 @@ func (e *Expect) version(name uint32) uint32 {
 
 // apply folds one response into the agent's state and returns the ACK or
 // NACK to send, and the indices into a.events of what it tracked.
-func (a *Agent) apply(resp *discovery.DeltaDiscoveryResponse, now time.Time) (*discovery.DeltaDiscoveryRequest, []int) {
+func (a *Agent) apply(resp *wireResponse, now time.Time) (*discovery.DeltaDiscoveryRequest, []int) {
 	c := &a.counters
 	c.responses.Add(1)
-	c.protoBytes.Add(int64(proto.Size(resp)))
-	resources := resp.GetResources()
+	c.protoBytes.Add(int64(resp.size))
+	resources := resp.resources
 	c.resources.Add(int64(len(resources)))
-	c.removed.Add(int64(len(resp.GetRemovedResources())))
+	c.removed.Add(int64(len(resp.removed)))
 
-	// Decode outside the lock: it is most of the work of a full resync.
+	// Check outside the lock: it is most of the work of a full resync.
 	var errs []error
 	rejected := make([]bool, len(resources))
-	tags := make([]string, len(resources))
-	hp := &agentapi.HostPolicy{}
+	names := make([]uint32, len(resources))
+	versions := make([]uint32, len(resources))
+	rawNames := make([][]byte, len(resources))
+	rawVersions := make([][]byte, len(resources))
 	for i, r := range resources {
-		err := a.check(r, hp)
-		if err == nil && a.behaviour.NACK != nil && a.behaviour.NACK(r.GetName()) {
-			err = errors.New("simulated rejection")
-		} else if err != nil {
+		rawNames[i], rawVersions[i] = r.name, r.version
+	}
+	a.opts.Names.IDsOf(rawNames, names)
+	a.opts.Versions.IDsOf(rawVersions, versions)
+	tags := map[int]string{}
+	for i, r := range resources {
+		name := a.opts.Names.String(names[i])
+		err := checkPolicy(r)
+		if err != nil {
 			c.invalid.Add(1)
+		} else if a.behaviour.NACK != nil && a.behaviour.NACK(name) {
+			err = errors.New("simulated rejection")
 		}
 		if err != nil {
 			rejected[i] = true
-			errs = append(errs, fmt.Errorf("%s: %w", r.GetName(), err))
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 		}
-		if a.opts.Track != nil && a.opts.Tag != nil && a.opts.Track(r.GetName()) {
-			tags[i] = a.opts.Tag(hp)
+		if a.opts.Track != nil && a.opts.Track(name) {
+			tags[i] = a.tag(r)
 		}
 	}
-	names := make([]uint32, len(resources))
-	versions := make([]uint32, len(resources))
-	a.opts.Names.IDs(len(resources), func(i int) string { return resources[i].GetName() }, names)
-	a.opts.Versions.IDs(len(resources), func(i int) string { return resources[i].GetVersion() }, versions)
 
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	var tracked []int
-	for i, r := range resources {
-		if a.opts.Track != nil && a.opts.Track(r.GetName()) && len(a.events) < maxEvents {
+	for i := range resources {
+		if tag, ok := tags[i]; ok && len(a.events) < maxEvents {
 			tracked = append(tracked, len(a.events))
 			a.events = append(a.events, Event{
-				Name: r.GetName(), Version: r.GetVersion(), Tag: tags[i], Received: now, Rejected: rejected[i],
+				Name: a.opts.Names.String(names[i]), Version: a.opts.Versions.String(versions[i]),
+				Tag: tag, Received: now, Rejected: rejected[i],
 			})
 		}
 		if !rejected[i] {
 			a.set(names[i], versions[i])
 		}
 	}
-	for _, name := range resp.GetRemovedResources() {
+	for _, name := range resp.removed {
 		a.set(a.opts.Names.ID(name), 0)
 	}
 
-	ack := &discovery.DeltaDiscoveryRequest{TypeUrl: agentapi.HostPolicyTypeURL, ResponseNonce: resp.GetNonce()}
+	ack := &discovery.DeltaDiscoveryRequest{TypeUrl: agentapi.HostPolicyTypeURL, ResponseNonce: resp.nonce}
 	if len(errs) > 0 {
 		ack.ErrorDetail = &rpcstatus.Status{Code: int32(codes.InvalidArgument), Message: errors.Join(errs...).Error()}
 	}
 	return ack, tracked
 }
 
-// check decodes one resource into hp and makes sure its body is the host
-// policy its name says, as the real agent does before compiling it.
-func (a *Agent) check(r *discovery.Resource, hp *agentapi.HostPolicy) error {
-	if r.GetResource().GetTypeUrl() != agentapi.HostPolicyTypeURL {
-		return fmt.Errorf("resource type %q", r.GetResource().GetTypeUrl())
+// tag decodes a tracked resource in full and labels its content.
+func (a *Agent) tag(r wireResource) string {
+	if a.opts.Tag == nil {
+		return ""
 	}
-	proto.Reset(hp)
-	if err := proto.Unmarshal(r.GetResource().GetValue(), hp); err != nil {
-		return err
+	hp := &agentapi.HostPolicy{}
+	if err := proto.Unmarshal(r.body, hp); err != nil {
+		return ""
 	}
-	gateway, host, err := agentapi.SplitResourceName(r.GetName())
-	if err != nil {
-		return err
-	}
-	if hp.GetGateway() != gateway || hp.GetHost() != host {
-		return fmt.Errorf("body is for %s %s", hp.GetGateway(), hp.GetHost())
-	}
-	return nil
+	return a.opts.Tag(hp)
 }
 
 // set records that name is held at version (0: removed). Caller holds mu.

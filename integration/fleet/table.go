@@ -47,14 +47,14 @@ func (t *Table) ID(s string) uint32 {
 	return t.add(s)
 }
 
-// IDs fills out[i] with the id of get(i) for i < n. Lookups of one response
-// share one read lock, since a full resync interns ten thousand strings per
-// response and per agent.
-func (t *Table) IDs(n int, get func(int) string, out []uint32) {
+// IDsOf fills out[i] with the id of values[i], adding new ones. Lookups
+// of one response share one read lock and allocate nothing, since a full
+// resync interns ten thousand strings per response and per agent.
+func (t *Table) IDsOf(values [][]byte, out []uint32) {
 	missing := false
 	t.mu.RLock()
-	for i := range n {
-		out[i] = t.ids[get(i)]
+	for i, v := range values {
+		out[i] = t.ids[string(v)]
 		missing = missing || out[i] == 0
 	}
 	t.mu.RUnlock()
@@ -63,9 +63,9 @@ func (t *Table) IDs(n int, get func(int) string, out []uint32) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	for i := range n {
+	for i, v := range values {
 		if out[i] == 0 {
-			out[i] = t.add(get(i))
+			out[i] = t.add(string(v))
 		}
 	}
 }

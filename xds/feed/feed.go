@@ -83,10 +83,9 @@ func (f *Feed) Publish(resources map[string]proto.Message) (*Generation, error) 
 	encoded := make(map[string][]byte, len(resources))
 	var errs []error
 	for name, m := range resources {
-		// Deterministic, so that equal content gets an equal version.
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+		b, err := encodeResource(m)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("encoding %s: %w", name, err))
+			errs = append(errs, fmt.Errorf("%s: %w", name, err))
 			continue
 		}
 		encoded[name] = b

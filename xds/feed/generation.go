@@ -3,11 +3,13 @@ package feed
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"maps"
 	"slices"
 	"sync"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -149,12 +151,34 @@ func trimLog(log []change, resources int) []change {
 	return log[keep:]
 }
 
-// hashOf is a resource's version: the SHA-256 of its deterministic
-// encoding, hex encoded, as go-control-plane versions delta resources, so
-// versions stay stable across control plane restarts and replicas.
+// hashOf is a resource's version: the first 64 bits of the SHA-256 of its
+// deterministic encoding, in hex, so versions are equal across control
+// plane restarts and replicas. A version is only ever compared with another
+// version of the same resource, where 64 bits make a collision negligible;
+// every reconnecting agent lists one version per resource, so the full
+// 256 bits would make that list (and every response) a quarter larger.
 func hashOf(body []byte) string {
 	sum := sha256.Sum256(body)
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:8])
+}
+
+// encodeResource serializes m deterministically, so that equal content
+// gets an equal version.
+func encodeResource(m proto.Message) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("encoding %T: %w", m, err)
+	}
+	return b, nil
+}
+
+// VersionOf is the version the feed gives m.
+func VersionOf(m proto.Message) (string, error) {
+	b, err := encodeResource(m)
+	if err != nil {
+		return "", err
+	}
+	return hashOf(b), nil
 }
 
 // changedSince lists the names updated or removed after generation from,
