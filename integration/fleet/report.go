@@ -145,7 +145,7 @@ func writeChanges(w io.Writer, r *Result) {
 	if r.ChangeFailure != "" {
 		fmt.Fprintf(w, "**Not every change reached every agent**, so the edits stopped after %d of %d:\n\n```\n%s\n```\n\n", len(r.Changes)+1, r.Params.Changes, r.ChangeFailure)
 	}
-	fmt.Fprintf(w, "Each change is timed from the file write to the last agent's ACK. The control plane's own log line `snapshot published` (its `time` minus `took`) splits that into *detect* (the folder poll every 250 ms and the ~100 ms debounce), *build+publish* (the rebuild and the hand-over to the xDS caches, which includes queuing the responses to every stream) and *push* (from that log line to the last ACK).\n\n")
+	fmt.Fprintf(w, "Each change is timed from the file write to the last agent's ACK. The control plane's own log line `snapshot published` (its `time` minus `took`) splits that into *detect* (the folder poll every 100 ms and the ~100 ms debounce), *build+publish* (the rebuild and the hand-over to the xDS caches, which includes queuing the responses to every stream) and *push* (from that log line to the last ACK).\n\n")
 	fmt.Fprintf(w, "| over %d changes | p50 | p99 | max |\n| --- | --- | --- | --- |\n", len(r.Changes))
 	row := func(name string, d Dist) {
 		fmt.Fprintf(w, "| %s | %s | %s | %s |\n", name, ms(d.P50), ms(d.P99), ms(d.Max))
