@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 
 	"github.com/meshwaf/meshwaf/admission"
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
+	"github.com/meshwaf/meshwaf/kubeauth"
 	"github.com/meshwaf/meshwaf/rebuild"
 	"github.com/meshwaf/meshwaf/seclang"
 	"github.com/meshwaf/meshwaf/snapshot"
@@ -39,22 +41,24 @@ import (
 )
 
 type options struct {
-	manifests    string
-	kubeconfig   string
-	inCluster    bool
-	namespace    string
-	identity     string
-	webhook      string
-	webhookCert  string
-	webhookKey   string
-	tlsCert      string
-	tlsKey       string
-	clientCA     string
-	listen       string
-	httpListen   string
-	agentCluster string
-	agentTimeout time.Duration
-	logFormat    string
+	manifests     string
+	kubeconfig    string
+	inCluster     bool
+	namespace     string
+	identity      string
+	webhook       string
+	webhookCert   string
+	webhookKey    string
+	tlsCert       string
+	tlsKey        string
+	clientCA      string
+	tokenAudience string
+	agentAccounts string
+	listen        string
+	httpListen    string
+	agentCluster  string
+	agentTimeout  time.Duration
+	logFormat     string
 }
 
 func parseFlags(args []string) (options, error) {
@@ -89,6 +93,8 @@ Flags:
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate file")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "key file of --tls-cert")
 	fs.StringVar(&o.clientCA, "client-ca", "", "require client certificates signed by this CA (mutual TLS); an agent's certificate must carry the URI SAN spiffe://<domain>/agent/<node id>")
+	fs.StringVar(&o.tokenAudience, "agent-token-audience", "", "also accept agents that authenticate with a Kubernetes ServiceAccount token for this audience (e.g. meshwaf), checked by TokenReview; needs the Kubernetes source and --tls-cert")
+	fs.StringVar(&o.agentAccounts, "agent-service-accounts", "meshwaf-system/meshwaf-agent", "comma-separated namespace/name of the ServiceAccounts whose tokens make their caller an agent (with --agent-token-audience)")
 	fs.StringVar(&o.webhook, "webhook-listen", "", "HTTPS address of the WAFPolicy validating webhook, e.g. :9443 (off when empty)")
 	fs.StringVar(&o.webhookCert, "webhook-cert", "", "TLS certificate file of the webhook")
 	fs.StringVar(&o.webhookKey, "webhook-key", "", "TLS key file of the webhook")
@@ -112,6 +118,9 @@ Flags:
 	}
 	if (o.tlsCert == "") != (o.tlsKey == "") || (o.clientCA != "" && o.tlsCert == "") {
 		return o, errors.New("--tls-cert and --tls-key go together, and --client-ca needs them")
+	}
+	if o.tokenAudience != "" && (o.manifests != "" || o.tlsCert == "") {
+		return o, errors.New("--agent-token-audience needs the Kubernetes source (--kubeconfig or --in-cluster) and --tls-cert: tokens are checked by the API server and accepted over TLS only")
 	}
 	if o.webhook != "" && (o.webhookCert == "" || o.webhookKey == "") {
 		return o, errors.New("--webhook-listen needs --webhook-cert and --webhook-key")
@@ -154,19 +163,23 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	db := store.New()
+	var kube *kubeClients
+	var err error
+	if opts.manifests == "" {
+		if kube, err = newKubeClients(opts); err != nil {
+			return err
+		}
+	}
 	xdsConfig := xds.Config{Listen: opts.listen, Logger: log, Registry: registry}
 	if err := configureTLS(&xdsConfig, opts); err != nil {
+		return err
+	}
+	if err := configureTokens(&xdsConfig, opts, kube); err != nil {
 		return err
 	}
 	server, err := xds.New(xdsConfig)
 	if err != nil {
 		return err
-	}
-	var kube *kubeClients
-	if opts.manifests == "" {
-		if kube, err = newKubeClients(opts); err != nil {
-			return err
-		}
 	}
 	source, err := newSource(opts, kube, db, log)
 	if err != nil {
@@ -233,6 +246,33 @@ func configureTLS(cfg *xds.Config, opts options) error {
 	}
 	cfg.TLS.ClientAuth, cfg.TLS.ClientCAs = tls.RequireAndVerifyClientCert, pool
 	cfg.Authenticator = xds.CertificateAuthenticator{}
+	return nil
+}
+
+// configureTokens lets agents authenticate with ServiceAccount tokens.
+// Callers without a token fall back to client certificates when a client
+// CA is set (which then becomes optional at the TLS layer, since an agent
+// may bring a token instead), else they are anonymous and may read ECDS
+// only.
+func configureTokens(cfg *xds.Config, opts options, kube *kubeClients) error {
+	if opts.tokenAudience == "" {
+		return nil
+	}
+	var fallback xds.Authenticator
+	if cfg.Authenticator != nil {
+		fallback = cfg.Authenticator
+		cfg.TLS.ClientAuth = tls.VerifyClientCertIfGiven
+	}
+	reviewer, err := kubeauth.New(kubeauth.Config{
+		Reviews:   kube.typed.AuthenticationV1().TokenReviews(),
+		Audiences: []string{opts.tokenAudience},
+		Agents:    strings.Split(opts.agentAccounts, ","),
+		Fallback:  fallback,
+	})
+	if err != nil {
+		return fmt.Errorf("--agent-service-accounts: %w", err)
+	}
+	cfg.Authenticator = reviewer
 	return nil
 }
 

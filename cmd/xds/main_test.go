@@ -18,6 +18,10 @@ func TestParseFlags(t *testing.T) {
 		"bad log format":      {[]string{"--manifests", "x", "--log-format", "xml"}, "--log-format must be json or text"},
 		"zero agent timeout":  {[]string{"--manifests", "x", "--agent-timeout", "0s"}, "--agent-timeout must be positive"},
 		"unknown flag":        {[]string{"--manifest", "x"}, "flag provided but not defined"},
+		"tokens from a folder": {[]string{"--manifests", "x", "--tls-cert", "c", "--tls-key", "k", "--agent-token-audience", "meshwaf"},
+			"--agent-token-audience needs the Kubernetes source"},
+		"tokens without tls":            {[]string{"--in-cluster", "--agent-token-audience", "meshwaf"}, "--agent-token-audience needs"},
+		"tokens on kubernetes with tls": {[]string{"--in-cluster", "--tls-cert", "c", "--tls-key", "k", "--agent-token-audience", "meshwaf"}, ""},
 	}
 	for name, tc := range tests {
 		t.Run(name, func(t *testing.T) {
