@@ -80,6 +80,13 @@ func (p *process) stop(grace time.Duration) error {
 	return fmt.Errorf("%s (pid %d) ignored SIGTERM for %s and was killed", p.name, p.pid(), grace)
 }
 
+// kill ends the process group with SIGKILL and waits until the process has
+// been reaped, so that its ports are free when kill returns.
+func (p *process) kill() {
+	_ = syscall.Kill(-p.pid(), syscall.SIGKILL)
+	<-p.done
+}
+
 // tail returns the last n lines of a file, for error messages.
 func tail(path string, n int) string {
 	b, err := os.ReadFile(path)

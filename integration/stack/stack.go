@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/meshwaf/meshwaf/deploy"
@@ -19,9 +20,14 @@ type Stack struct {
 	runDir  string
 	ports   Ports
 	backend *backend
-	xds     *process // nil with EnvoyOnly
 	agent   *process // nil with EnvoyOnly
 	envoy   *process
+
+	// xdsMu guards xds, the only process replaced while the stack runs
+	// (KillControlPlane, RestartControlPlane) as other goroutines send
+	// traffic and call PIDs or Alive.
+	xdsMu sync.Mutex
+	xds   *process // nil with EnvoyOnly and while killed
 }
 
 // Start runs every component and returns once all are ready and, unless
@@ -111,27 +117,11 @@ func (s *Stack) prepare(ctx context.Context) error {
 }
 
 func (s *Stack) startMeshwaf(ctx context.Context) error {
+	if err := s.startControlPlane(ctx); err != nil {
+		return err
+	}
 	cfg, p := s.cfg, s.ports
 	var err error
-	source := []string{"--manifests", cfg.Manifests}
-	if cfg.Kubeconfig != "" {
-		source = append([]string{"--kubeconfig", cfg.Kubeconfig}, cfg.ControlPlaneArgs...)
-	}
-	if cfg.AgentTimeout > 0 {
-		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
-	}
-	s.xds, err = startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
-		append(source,
-			"--listen", loopback(p.XDS),
-			"--http-listen", loopback(p.XDSHTTP),
-			"--agent-cluster", AgentCluster,
-			"--log-format", "json")...)
-	if err != nil {
-		return err
-	}
-	if err := s.waitReady(ctx, s.xds, s.ControlPlaneURL()+"/readyz"); err != nil {
-		return err
-	}
 	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent,
 		"--xds-address", loopback(p.XDS),
 		"--listen", loopback(p.Agent),
@@ -143,6 +133,81 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 		return err
 	}
 	return s.waitReady(ctx, s.agent, s.AgentURL()+"/readyz")
+}
+
+// startControlPlane runs the control plane and waits for its readiness. Its
+// arguments depend only on the configuration and the ports, so a restart
+// gets exactly the flags and addresses of the first start.
+func (s *Stack) startControlPlane(ctx context.Context) error {
+	cfg, p := s.cfg, s.ports
+	source := []string{"--manifests", cfg.Manifests}
+	if cfg.Kubeconfig != "" {
+		source = append([]string{"--kubeconfig", cfg.Kubeconfig}, cfg.ControlPlaneArgs...)
+	}
+	if cfg.AgentTimeout > 0 {
+		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
+	}
+	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
+		append(source,
+			"--listen", loopback(p.XDS),
+			"--http-listen", loopback(p.XDSHTTP),
+			"--agent-cluster", AgentCluster,
+			"--log-format", "json")...)
+	if err != nil {
+		return err
+	}
+	// Recorded before waiting, so that Stop ends a control plane that
+	// never became ready.
+	s.xdsMu.Lock()
+	s.xds = xds
+	s.xdsMu.Unlock()
+	return s.waitReady(ctx, xds, s.ControlPlaneURL()+"/readyz")
+}
+
+// controlPlane is the running control plane process, nil if there is none.
+func (s *Stack) controlPlane() *process {
+	s.xdsMu.Lock()
+	defer s.xdsMu.Unlock()
+	return s.xds
+}
+
+// KillControlPlane ends the control plane with SIGKILL, as the OOM killer or
+// a lost node does: no graceful stream shutdown, no last words in its log.
+// Envoy and the agent only see their connections reset, which is the
+// failure they must ride out with their last configuration. Until
+// RestartControlPlane, PIDs reports 0 for the control plane and Alive does
+// not count it as a crash. A control plane that had already exited on its
+// own is reported as an error rather than silently "killed".
+func (s *Stack) KillControlPlane() error {
+	s.xdsMu.Lock()
+	p := s.xds
+	s.xds = nil
+	s.xdsMu.Unlock()
+	if p == nil {
+		return fmt.Errorf("kill control plane: %w", errNotRunning)
+	}
+	if err := p.exited(); err != nil {
+		return err
+	}
+	p.kill()
+	return nil
+}
+
+// RestartControlPlane starts the control plane again after
+// KillControlPlane, with the same flags on the same ports, so Envoy's
+// static meshwaf_xds cluster and the agent's --xds-address reach it without
+// being told, as they would reach a restarted pod behind its Service. It
+// returns once the new process is ready (it has built its first snapshot);
+// Envoy and the agent reconnect on their own backoff schedules.
+func (s *Stack) RestartControlPlane(ctx context.Context) error {
+	if s.cfg.EnvoyOnly {
+		return errors.New("restart control plane: the stack runs EnvoyOnly")
+	}
+	if p := s.controlPlane(); p != nil {
+		return fmt.Errorf("restart control plane: pid %d is still running", p.pid())
+	}
+	s.cfg.Logf("restarting the control plane on %s", loopback(s.ports.XDS))
+	return s.startControlPlane(ctx)
 }
 
 func (s *Stack) startEnvoy(ctx context.Context) error {
@@ -183,7 +248,7 @@ func (s *Stack) startEnvoy(ctx context.Context) error {
 func (s *Stack) Stop() error {
 	var errs []error
 	// Envoy first, so no request reaches an agent that is going away.
-	for _, p := range []*process{s.envoy, s.agent, s.xds} {
+	for _, p := range []*process{s.envoy, s.agent, s.controlPlane()} {
 		if p != nil {
 			errs = append(errs, p.stop(5*time.Second))
 		}
@@ -215,7 +280,7 @@ func (s *Stack) Ports() Ports { return s.ports }
 // RunDir is where logs and generated configuration are.
 func (s *Stack) RunDir() string { return s.runDir }
 
-// PIDs of the running processes; zero for one not started.
+// PIDs of the running processes; zero for one not started or killed.
 type PIDs struct{ ControlPlane, Agent, Envoy int }
 
 func (s *Stack) PIDs() PIDs {
@@ -225,7 +290,7 @@ func (s *Stack) PIDs() PIDs {
 		}
 		return p.pid()
 	}
-	return PIDs{ControlPlane: pid(s.xds), Agent: pid(s.agent), Envoy: pid(s.envoy)}
+	return PIDs{ControlPlane: pid(s.controlPlane()), Agent: pid(s.agent), Envoy: pid(s.envoy)}
 }
 
 // LogPaths are the files each process writes (stdout and stderr together),
@@ -241,10 +306,11 @@ func (s *Stack) LogPaths() LogPaths {
 	}
 }
 
-// Alive returns an error naming every process that has exited.
+// Alive returns an error naming every process that has exited, except a
+// control plane stopped on purpose by KillControlPlane.
 func (s *Stack) Alive() error {
 	var errs []error
-	for _, p := range []*process{s.xds, s.agent, s.envoy} {
+	for _, p := range []*process{s.controlPlane(), s.agent, s.envoy} {
 		if p != nil {
 			errs = append(errs, p.exited())
 		}
