@@ -7,8 +7,10 @@ import (
 )
 
 // Agents that never read, read slowly or reject a policy must not delay
-// the others; a NACK reaches the control plane; and an agent that
-// reconnects with its versions is sent nothing it already holds.
+// the others: the case of 20 of 500 agents never reading, plus a
+// slow one and two that NACK. A NACK reaches the control plane's metrics
+// and convergence, and an agent that reconnects with its versions is sent
+// nothing it already holds.
 func TestMisbehavingAgents(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -39,10 +41,10 @@ func TestMisbehavingAgents(t *testing.T) {
 		Track: func(name string) bool { return name == probe }, Tag: ProbeTag,
 	})
 	defer fleet.Stop()
-	good, _ := fleet.Add("good", 20, Behaviour{})
+	good, _ := fleet.Add("good", 477, Behaviour{})
 	slow, _ := fleet.Add("slow", 1, Behaviour{ReadDelay: 300 * time.Millisecond})
-	fleet.Add("stuck", 2, Behaviour{NeverRead: true})
-	nack, _ := fleet.Add("nack", 1, Behaviour{NACK: func(name string) bool { return name == probe }})
+	fleet.Add("stuck", 20, Behaviour{NeverRead: true})
+	nack, _ := fleet.Add("nack", 2, Behaviour{NACK: func(name string) bool { return name == probe }})
 	expect := NewExpect(fleet.Options().Names, fleet.Options().Versions, snap.Versions)
 	fleet.SetExpect(expect)
 	fleet.Start()
@@ -64,7 +66,25 @@ func TestMisbehavingAgents(t *testing.T) {
 	if !events[0].Rejected {
 		t.Errorf("the NACKing agent's event for %s is not marked rejected", probe)
 	}
-	waitMetric(t, cp, "meshwaf_xds_agent_nacks_total", 1)
+	waitMetric(t, cp, "meshwaf_xds_agent_nacks_total", 2)
+	// The control plane tells them apart: 478 applied the edit, 2 rejected
+	// it, 20 have not received it.
+	want := PolicyAgents{Desired: 500, Applied: 478, Rejecting: 2, PendingCount: 20}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conv, err := cp.Convergence(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := conv[PolicyName(m.Probes[0].Policy)]
+		if got == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("convergence of %s = %+v, want %+v", PolicyName(m.Probes[0].Policy), got, want)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 
 	// The edit changed one host: resuming agents must get that and no more.
 	snap, err = cp.Snapshot(ctx)

@@ -172,3 +172,32 @@ func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
 	}
 	return out, nil
 }
+
+// PolicyAgents is one policy's line of /debug/convergence.
+type PolicyAgents struct {
+	Desired      int `json:"desired"`
+	Applied      int `json:"applied"`
+	Rejecting    int `json:"rejecting"`
+	PendingCount int `json:"pendingCount"`
+}
+
+// Convergence reads /debug/convergence, by policy ("namespace/name").
+func (c *ControlPlane) Convergence(ctx context.Context) (map[string]PolicyAgents, error) {
+	code, body, err := c.get(ctx, "/debug/convergence")
+	if err != nil {
+		return nil, err
+	}
+	if code != http.StatusOK {
+		return nil, fmt.Errorf("/debug/convergence: HTTP %d", code)
+	}
+	var view struct {
+		Policies map[string]PolicyAgents `json:"policies"`
+	}
+	if err := json.Unmarshal(body, &view); err != nil {
+		return nil, fmt.Errorf("/debug/convergence: %w", err)
+	}
+	return view.Policies, nil
+}
+
+// PolicyName is the "namespace/name" of the layout's policy i.
+func PolicyName(i int) string { return fmt.Sprintf("app-%d/waf-%d", i, i) }

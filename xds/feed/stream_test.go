@@ -356,3 +356,41 @@ func TestBadSubscriptionsAreRefused(t *testing.T) {
 	}
 	waitCount(t, f, 0)
 }
+
+// An agent that reconnects and, on its new stream, still answers the nonce
+// of a response from its old stream is not taken to have ACKed anything:
+// it gets its resume response and ACKs that.
+func TestReconnectWithStaleNonce(t *testing.T) {
+	f := New(Config{TypeURL: thingType})
+	g := mustPublish(t, f, things("a", "1", "b", "1"))
+	client := serve(t, f)
+	old := subscribe(t, client, "agent", nil)
+	stale := old.recv()
+	old.stream.CloseSend()
+	waitCount(t, f, 0)
+
+	mustPublish(t, f, things("a", "2", "b", "1"))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stream, err := client.DeltaAggregatedResources(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub := &subscriber{t: t, stream: stream}
+	if err := stream.Send(&discovery.DeltaDiscoveryRequest{
+		Node: &corev3.Node{Id: "agent"}, TypeUrl: thingType, ResponseNonce: stale.GetNonce(),
+		InitialResourceVersions: map[string]string{"a": g.ResourceVersion("a"), "b": g.ResourceVersion("b")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	sub.ack(stale, "")
+	resp := sub.recv()
+	if got := resourceNames(resp); !slices.Equal(got, []string{"a"}) || resp.GetNonce() == stale.GetNonce() {
+		t.Fatalf("resume response %v (nonce %s), want only a under a new nonce", got, resp.GetNonce())
+	}
+	if st := waitStatus(t, f, func(StreamStatus) bool { return true }); st.ACKs != 0 || st.Acked != 0 {
+		t.Fatalf("the stale nonce counted: %+v", st)
+	}
+	sub.ack(resp, "")
+	waitStatus(t, f, func(st StreamStatus) bool { return st.Acked == 2 && st.ACKs == 1 })
+}
