@@ -1,12 +1,14 @@
 package xds
 
 import (
+	"context"
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
 	"github.com/meshwaf/meshwaf/xds/feed"
@@ -34,11 +36,19 @@ func (a agentService) DeltaAggregatedResources(stream discovery.AggregatedDiscov
 	}
 	id, err := a.s.identities.authenticate(stream.Context())
 	if err != nil {
+		a.s.log.Warn("agent stream refused", "peer", peerAddress(stream.Context()), "error", err)
 		return err
 	}
 	return a.s.policies.Serve(stream, func(req *discovery.DeltaDiscoveryRequest) error {
 		return id.check(req.GetNode().GetId(), req.GetTypeUrl())
 	})
+}
+
+func peerAddress(ctx context.Context) string {
+	if p, ok := peer.FromContext(ctx); ok {
+		return p.Addr.String()
+	}
+	return ""
 }
 
 // fleetOptions are the gRPC server settings that keep a large fleet cheap.

@@ -51,17 +51,22 @@ type stream struct {
 	status StreamStatus
 }
 
-func (s *stream) run() error {
+func (s *stream) run() (err error) {
 	ctx := s.grpc.Context()
 	first, err := s.receiveFirst(ctx)
 	if err != nil {
+		s.feed.log.Info("subscription refused", "error", err)
 		return err
 	}
 	s.status = StreamStatus{ID: s.feed.nextID.Add(1), Node: first.GetNode().GetId(), Since: time.Now()}
 	s.feed.register(s)
-	defer s.feed.unregister(s)
-	s.feed.log.Debug("subscriber connected", "node", s.status.Node, "stream", s.status.ID,
-		"holds", len(first.GetInitialResourceVersions()))
+	s.feed.log.Info("subscriber connected", "node", s.status.Node, "stream", s.status.ID,
+		"holds", len(first.GetInitialResourceVersions()), "generation", s.feed.Current().Version())
+	defer func() {
+		s.feed.unregister(s)
+		st := s.snapshotStatus()
+		s.feed.log.Info("subscriber disconnected", "node", st.Node, "stream", st.ID, "acked", st.Acked, "error", err)
+	}()
 
 	g := s.feed.Current()
 	err = s.resume(g, first.GetInitialResourceVersions())
