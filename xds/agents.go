@@ -52,7 +52,7 @@ func peerAddress(ctx context.Context) string {
 }
 
 // fleetOptions are the gRPC server settings that keep a large fleet cheap.
-func fleetOptions() []grpc.ServerOption {
+func fleetOptions(keepaliveTime, keepaliveTimeout time.Duration) []grpc.ServerOption {
 	return []grpc.ServerOption{
 		// Host policy responses are encoded once and shared by every
 		// stream (feed.Encoded).
@@ -64,8 +64,8 @@ func fleetOptions() []grpc.ServerOption {
 		grpc.InitialConnWindowSize(64 << 10),
 		// Idle agents hold no write buffer.
 		grpc.SharedWriteBuffer(true),
-		// Detect dead peers in about 40 s; allow clients' own pings.
-		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		// Detect dead peers (see Config); allow clients' own pings.
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: keepaliveTime, Timeout: keepaliveTimeout}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	}
 }

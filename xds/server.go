@@ -9,6 +9,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
@@ -38,6 +39,11 @@ type Config struct {
 	TLS *tls.Config
 	// Authenticator, when set, must accept every stream's caller.
 	Authenticator Authenticator
+	// KeepaliveTime is how long a connection may be idle before the
+	// server pings it, and KeepaliveTimeout how long it waits for the
+	// answer before closing it (defaults 30 s and 10 s): a peer that
+	// vanished without closing its connection is noticed in about 40 s.
+	KeepaliveTime, KeepaliveTimeout time.Duration
 }
 
 // Server serves ECDS to Envoy and host policies to agents.
@@ -68,6 +74,12 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
+	}
+	if cfg.KeepaliveTime == 0 {
+		cfg.KeepaliveTime = 30 * time.Second
+	}
+	if cfg.KeepaliveTimeout == 0 {
+		cfg.KeepaliveTimeout = 10 * time.Second
 	}
 	s := &Server{
 		cfg:        cfg,
@@ -216,7 +228,7 @@ func (s *Server) Start(ctx context.Context) error {
 		return fmt.Errorf("xds listen: %w", err)
 	}
 	ecds := server.NewServer(ctx, s.ecds, s.callbacks(ctx))
-	opts := fleetOptions()
+	opts := fleetOptions(s.cfg.KeepaliveTime, s.cfg.KeepaliveTimeout)
 	if s.cfg.TLS != nil {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
 	}
