@@ -45,6 +45,12 @@ Flags:
 		fs.PrintDefaults()
 	}
 	xdsAddr := fs.String("xds-address", "meshwaf-xds.meshwaf-system.svc:18000", "control plane gRPC `host:port`")
+	var auth agent.ControlPlaneAuth
+	fs.StringVar(&auth.CAFile, "xds-ca-file", "", "CA certificates (PEM `file`) that verify the control plane; turns TLS on (plain text when empty)")
+	fs.StringVar(&auth.ServerName, "xds-server-name", "", "`name` expected in the control plane's certificate (default: the host of --xds-address)")
+	fs.StringVar(&auth.CertFile, "xds-cert-file", "", "client certificate (PEM `file`) for mutual TLS, with the URI SAN spiffe://<domain>/agent/<node id>")
+	fs.StringVar(&auth.KeyFile, "xds-key-file", "", "key (PEM `file`) of --xds-cert-file")
+	fs.StringVar(&auth.TokenFile, "xds-token-file", "", "bearer token `file` (a projected ServiceAccount token with audience meshwaf), read again for every stream")
 	listen := fs.String("listen", ":9191", "gRPC listen `address` for ext_authz (envoy.service.auth.v3.Authorization) and ext_proc (envoy.service.ext_proc.v3.ExternalProcessor)")
 	httpListen := fs.String("http-listen", ":9192", "HTTP listen `address` for /healthz, /readyz, /metrics, /debug/policies")
 	nodeID := fs.String("node-id", defaultNodeID(), "`id` sent in the xDS node; defaults to $NODE_NAME, else the hostname")
@@ -70,8 +76,13 @@ Flags:
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	dialOptions, err := auth.DialOptions()
+	if err != nil {
+		return err
+	}
 	a, err := agent.New(agent.Config{
 		XDSAddress:     *xdsAddr,
+		DialOptions:    dialOptions,
 		NodeID:         *nodeID,
 		ListenAddr:     *listen,
 		HTTPListenAddr: *httpListen,

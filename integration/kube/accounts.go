@@ -70,3 +70,39 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 	}
 	return string(out), nil
 }
+
+// PodToken returns a token of the ServiceAccount namespace/account for
+// audience, bound to a pod of that account scheduled on node, as the
+// kubelet projects one into a pod's volume: the API server records the pod
+// and its node in the token, and a TokenReview reports the node name. The
+// Node and the Pod are created as API objects only; nothing runs.
+func (c *Cluster) PodToken(ctx context.Context, namespace, account, node, audience string) (string, error) {
+	cs, err := c.Clientset()
+	if err != nil {
+		return "", err
+	}
+	if _, err := cs.CoreV1().Nodes().Create(ctx, &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: node}}, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+		return "", fmt.Errorf("create node %s: %w", node, err)
+	}
+	pod, err := cs.CoreV1().Pods(namespace).Create(ctx, &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{GenerateName: account + "-", Namespace: namespace},
+		Spec: corev1.PodSpec{
+			ServiceAccountName: account, NodeName: node,
+			Containers: []corev1.Container{{Name: "agent", Image: "meshwaf-agent"}},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("create pod of %s/%s on %s: %w", namespace, account, node, err)
+	}
+	expiry := int64(3600)
+	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, account, &authenticationv1.TokenRequest{
+		Spec: authenticationv1.TokenRequestSpec{
+			Audiences: []string{audience}, ExpirationSeconds: &expiry,
+			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
+		},
+	}, metav1.CreateOptions{})
+	if err != nil {
+		return "", fmt.Errorf("token for %s/%s: %w", namespace, account, err)
+	}
+	return tr.Status.Token, nil
+}

@@ -33,12 +33,16 @@ type bootstrapParams struct {
 	Gateway      GatewayIdentity
 	Ports        Ports
 	AcceptHTTP10 bool
+	PKI          *PKI
 }
 
 // buildEnvoyConfig assembles Envoy's configuration from the embedded deploy
 // files.
 func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
-	override, err := loadBootstrapOverride(files, p.Ports.XDS)
+	if p.PKI == nil {
+		return envoyConfig{}, errors.New("bootstrap: the gateway's certificates are required")
+	}
+	override, err := loadBootstrapOverride(files, p.Ports.XDS, p.PKI)
 	if err != nil {
 		return envoyConfig{}, fmt.Errorf("%s: %w", deploy.IstioBootstrapOverride, err)
 	}
@@ -59,8 +63,9 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 
 // loadBootstrapOverride reads the ConfigMap, takes the bootstrap fragment
 // Istio would pass to Envoy, and points the meshwaf_xds cluster at the local
-// control plane instead of the in-cluster Service.
-func loadBootstrapOverride(files fs.FS, xdsPort int) (map[string]any, error) {
+// control plane instead of the in-cluster Service, with the stack's
+// certificates instead of the mounted Secret.
+func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI) (map[string]any, error) {
 	raw, err := fs.ReadFile(files, deploy.IstioBootstrapOverride)
 	if err != nil {
 		return nil, err
@@ -94,7 +99,39 @@ func loadBootstrapOverride(files fs.FS, xdsPort int) (map[string]any, error) {
 	}
 	addr["address"] = "127.0.0.1"
 	addr["port_value"] = xdsPort
+	if err := useStackCertificates(cluster, pki); err != nil {
+		return nil, fmt.Errorf("cluster meshwaf_xds: %w", err)
+	}
 	return boot, nil
+}
+
+// useStackCertificates points the cluster's TLS files at the stack's and
+// checks that it verifies the control plane by the name its certificate
+// carries.
+func useStackCertificates(cluster map[string]any, pki *PKI) error {
+	tlsCtx, ok := dig(cluster, "transport_socket", "typed_config").(map[string]any)
+	if !ok || dig(tlsCtx, "@type") != "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" {
+		return errors.New("no UpstreamTlsContext transport socket: the control plane speaks mutual TLS")
+	}
+	if sni := dig(tlsCtx, "sni"); sni != ControlPlaneName {
+		return fmt.Errorf("sni %v, want %s (the control plane's certificate)", sni, ControlPlaneName)
+	}
+	files := []struct {
+		path []any
+		to   string
+	}{
+		{[]any{"common_tls_context", "tls_certificates", 0, "certificate_chain"}, pki.Gateway.Cert},
+		{[]any{"common_tls_context", "tls_certificates", 0, "private_key"}, pki.Gateway.Key},
+		{[]any{"common_tls_context", "validation_context", "trusted_ca"}, pki.CA},
+	}
+	for _, f := range files {
+		source, ok := dig(tlsCtx, f.path...).(map[string]any)
+		if !ok || source["filename"] == nil {
+			return fmt.Errorf("no file at %v", f.path)
+		}
+		source["filename"] = f.to
+	}
+	return nil
 }
 
 // loadWAFFilter returns the HTTP filter the EnvoyFilter inserts before the

@@ -7,11 +7,15 @@ import (
 	"testing/fstest"
 
 	"github.com/meshwaf/meshwaf/deploy"
+	"github.com/meshwaf/meshwaf/devpki"
 )
+
+// testPKI names certificate files; buildEnvoyConfig only writes the paths.
+var testPKI = &PKI{CA: "/pki/ca.crt", Gateway: devpki.Pair{Cert: "/pki/gw.crt", Key: "/pki/gw.key"}}
 
 func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 	ports := Ports{Gateway: 1001, EnvoyAdmin: 1002, XDS: 1003, Agent: 1005, Backend: 1007}
-	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, Ports: ports})
+	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, Ports: ports, PKI: testPKI})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,6 +34,24 @@ func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 	addr := dig(xds, "load_assignment", "endpoints", 0, "lb_endpoints", 0, "endpoint", "address", "socket_address")
 	if got := addr.(map[string]any); got["address"] != "127.0.0.1" || got["port_value"] != float64(1003) {
 		t.Errorf("meshwaf_xds address = %v, want 127.0.0.1:1003", got)
+	}
+	tlsCtx := dig(xds, "transport_socket", "typed_config", "common_tls_context")
+	for path, want := range map[string]string{
+		"tls_certificates.0.certificate_chain": testPKI.Gateway.Cert,
+		"tls_certificates.0.private_key":       testPKI.Gateway.Key,
+		"validation_context.trusted_ca":        testPKI.CA,
+	} {
+		var steps []any
+		for _, step := range strings.Split(path, ".") {
+			if step == "0" {
+				steps = append(steps, 0)
+			} else {
+				steps = append(steps, step)
+			}
+		}
+		if got := dig(tlsCtx, append(steps, "filename")...); got != want {
+			t.Errorf("meshwaf_xds %s = %v, want %s", path, got, want)
+		}
 	}
 
 	filters := dig(boot, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config", "http_filters").([]any)
@@ -77,6 +99,13 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 		"ConfigMap key renamed": {
 			bootstrap: replace(deploy.IstioBootstrapOverride, "custom_bootstrap.json:", "bootstrap.json:"), wantErr: bootstrapKey,
 		},
+		"control plane verified by another name": {
+			bootstrap: replace(deploy.IstioBootstrapOverride, "sni: meshwaf-xds.meshwaf-system.svc", "sni: other.svc"), wantErr: "sni",
+		},
+		"plain-text control plane": {
+			bootstrap: replace(deploy.IstioBootstrapOverride, "transport_sockets.tls.v3.UpstreamTlsContext", "transport_sockets.raw_buffer.v3.RawBuffer"),
+			wantErr:   "UpstreamTlsContext",
+		},
 		"filter inserted after the router": {
 			envoyFilter: replace(deploy.IstioEnvoyFilter, "INSERT_BEFORE", "INSERT_AFTER"), wantErr: "INSERT_BEFORE",
 		},
@@ -96,7 +125,7 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 			if tc.envoyFilter != nil {
 				files[deploy.IstioEnvoyFilter].Data = tc.envoyFilter
 			}
-			_, err := buildEnvoyConfig(files, bootstrapParams{Gateway: DefaultGateway})
+			_, err := buildEnvoyConfig(files, bootstrapParams{Gateway: DefaultGateway, PKI: testPKI})
 			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
 				t.Errorf("error = %v, want one mentioning %q", err, tc.wantErr)
 			}
@@ -109,7 +138,7 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 func TestBuildEnvoyConfigAcceptHTTP10(t *testing.T) {
 	for name, accept := range map[string]bool{"default refuses HTTP/1.0": false, "opted in": true} {
 		t.Run(name, func(t *testing.T) {
-			conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, AcceptHTTP10: accept})
+			conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, AcceptHTTP10: accept, PKI: testPKI})
 			if err != nil {
 				t.Fatal(err)
 			}

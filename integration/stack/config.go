@@ -15,6 +15,10 @@ type Config struct {
 	// (e.g. --namespace, --webhook-listen).
 	Kubeconfig       string
 	ControlPlaneArgs []string
+	// AgentTokenFile, when set, makes the agent authenticate to the
+	// control plane with this bearer token (a ServiceAccount token the
+	// control plane reviews) instead of its client certificate.
+	AgentTokenFile string
 	// RunDir receives the generated Envoy configuration, every process's
 	// output and the audit log. Empty means a new temporary directory,
 	// which Stop removes unless KeepRunDir is set.

@@ -23,6 +23,7 @@ type Stack struct {
 	agent   *process // nil with EnvoyOnly
 	envoy   *process
 
+	pki *PKI
 	// xdsMu guards xds, the only process replaced while the stack runs
 	// (KillControlPlane, RestartControlPlane) as other goroutines send
 	// traffic and call PIDs or Alive.
@@ -105,6 +106,9 @@ func (s *Stack) prepare(ctx context.Context) error {
 	if cfg.EnvoyPath, err = FindEnvoy(ctx, cfg.RepoRoot, cfg.EnvoyPath); err != nil {
 		return fmt.Errorf("envoy is required (set MESHWAF_ENVOY or fix scripts/install-envoy.sh): %w", err)
 	}
+	if s.pki, err = newPKI(pkiDir(s.runDir)); err != nil {
+		return err
+	}
 	if cfg.Binaries == nil && !cfg.EnvoyOnly {
 		cfg.Logf("building cmd/xds and cmd/agent")
 		bins, err := Build(ctx, cfg.RepoRoot, filepath.Join(s.runDir, "bin"))
@@ -123,12 +127,13 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	cfg, p := s.cfg, s.ports
 	var err error
 	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent,
-		"--xds-address", loopback(p.XDS),
-		"--listen", loopback(p.Agent),
-		"--http-listen", loopback(p.AgentHTTP),
-		"--node-id", "meshwaf-stack-node",
-		"--audit-log", s.LogPaths().Audit,
-		"--log-format", "json")
+		append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
+			"--xds-address", loopback(p.XDS),
+			"--listen", loopback(p.Agent),
+			"--http-listen", loopback(p.AgentHTTP),
+			"--node-id", NodeID,
+			"--audit-log", s.LogPaths().Audit,
+			"--log-format", "json")...)
 	if err != nil {
 		return err
 	}
@@ -147,6 +152,7 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 	if cfg.AgentTimeout > 0 {
 		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
 	}
+	source = append(source, s.pki.controlPlaneTLSArgs()...)
 	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
 		append(source,
 			"--listen", loopback(p.XDS),
@@ -212,7 +218,7 @@ func (s *Stack) RestartControlPlane(ctx context.Context) error {
 
 func (s *Stack) startEnvoy(ctx context.Context) error {
 	cfg := s.cfg
-	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports, AcceptHTTP10: cfg.AcceptHTTP10})
+	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports, AcceptHTTP10: cfg.AcceptHTTP10, PKI: s.pki})
 	if err != nil {
 		return err
 	}
@@ -261,6 +267,9 @@ func (s *Stack) Stop() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ControlPlaneAddress is the control plane's gRPC address (host:port).
+func (s *Stack) ControlPlaneAddress() string { return loopback(s.ports.XDS) }
 
 // GatewayURL is the base URL of the gateway listener.
 func (s *Stack) GatewayURL() string { return "http://" + loopback(s.ports.Gateway) }
