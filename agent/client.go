@@ -55,6 +55,15 @@ func newPolicyClient(conn grpc.ClientConnInterface, node *corev3.Node, reg *Regi
 func (c *policyClient) run(ctx context.Context) error {
 	ads := discoveryv3.NewAggregatedDiscoveryServiceClient(c.conn)
 	for {
+		// gRPC keeps its own reconnect backoff (growing to two minutes) and
+		// fails calls at once while it waits. Without this reset an attempt
+		// after a control plane restart could fail on a stale "connection
+		// refused" and cost another backoff step; with it, every attempt
+		// is a real connection attempt and the agent's backoff alone paces
+		// them.
+		if r, ok := c.conn.(interface{ ResetConnectBackoff() }); ok {
+			r.ResetConnectBackoff()
+		}
 		received, err := c.session(ctx, ads)
 		c.metrics.connected.Set(0)
 		if ctx.Err() != nil {

@@ -26,16 +26,14 @@ const (
 	// backs off, as in a real crash and reschedule.
 	outageHold = 1500 * time.Millisecond
 	// reconvergeTarget is the time from the restarted control plane being
-	// ready to everything agreeing on the edited policy that we aim for.
-	// It is logged against, not asserted: the reconnect backoffs below set
-	// the honest bounds, and they have a tail beyond it.
-	reconvergeTarget = 10 * time.Second
-	// ecdsReconnectDeadline bounds Envoy's ECDS reconnect. Envoy's default
-	// xDS retry (deploy/istio/envoyfilter.yaml sets no retry_policy) is
-	// 500 ms doubling to a 30 s cap with full jitter, so a few quick
-	// failures during the outage can leave it waiting up to 30 s after
-	// the control plane is back (about 1% of 3 s outages wait over 10 s).
-	ecdsReconnectDeadline = 35 * time.Second
+	// ready to everything agreeing on the edited policy that we aim for;
+	// the reconnect backoffs below set the bounds asserted.
+	reconvergeTarget = 5 * time.Second
+	// ecdsReconnectDeadline bounds Envoy's ECDS reconnect: the gateway's
+	// xDS retry (deploy/istio/envoyfilter.yaml) backs off from 0.25 s to a
+	// 3 s cap, with full jitter, so Envoy tries again at most 3 s after the
+	// control plane is back; the rest is margin for a busy machine.
+	ecdsReconnectDeadline = 6 * time.Second
 	// minOutageProbes is how many requests of each kind must have been
 	// answered while the control plane was away, so that "kept blocking"
 	// is backed by traffic rather than by one lucky request.
@@ -43,17 +41,13 @@ const (
 )
 
 // agentReconnectDeadline bounds the agent's reconnect after an outage of the
-// given length. The agent's backoff (agent/backoff.go: 500 ms doubling to a
-// 30 s cap, each wait in the upper half of its step) schedules its next
-// attempt at most about one outage after the restart; but gRPC's channel
-// reconnects on its own backoff (1 s ×1.6, ±20%) and fails the agent's
-// attempts fast, with the stale "connection refused", until it has. That
-// can cost the agent one more doubled step: 7.9 s after a 3.1 s outage has
-// been seen here. Simulating both gives at most about 4× the outage (11 s
-// for a 3 s outage), typically under one outage; with their caps (30 s,
-// 120 s) long outages stay well inside 5×.
+// given length. Every attempt of the agent is a real connection attempt
+// (agent/client.go resets gRPC's own backoff), paced by the agent's backoff
+// (agent/backoff.go: 500 ms doubling, each wait in the upper half of its
+// step), so its next attempt comes at most one step after the restart, and
+// a step is at most twice the outage so far; 2 s are margin.
 func agentReconnectDeadline(outage time.Duration) time.Duration {
-	return max(reconvergeTarget, 5*outage)
+	return max(reconvergeTarget, 2*outage+2*time.Second)
 }
 
 // restartProbes are sent over and over while the control plane is killed,
