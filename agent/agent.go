@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"runtime"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -49,6 +50,10 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Compile overrides WAF compilation (tests share one compiled CRS).
 	Compile CompileFunc
+	// Profiling serves Go's runtime profiles (net/http/pprof) under
+	// /debug/pprof/ on the HTTP listener. Off by default: a CPU profile
+	// costs the node CPU, and the endpoints reveal internals.
+	Profiling bool
 }
 
 func (c *Config) setDefaults() {
@@ -110,14 +115,6 @@ func New(cfg Config) (*Agent, error) {
 	a.client = newPolicyClient(conn, node, a.reg, m, cfg.Logger.With("component", "policy-client"),
 		backoff{min: cfg.ReconnectMin, max: cfg.ReconnectMax})
 
-	a.grpcSrv = grpc.NewServer(grpc.MaxRecvMsgSize(cfg.MaxRequestBytes))
-	a.in = &inspector{reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
-		log: cfg.Logger.With("component", "inspector"), now: time.Now}
-	in := a.in
-	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{in: in})
-	extprocv3.RegisterExternalProcessorServer(a.grpcSrv, &procServer{in: in})
-	a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
-
 	if a.grpcLis, err = net.Listen("tcp", cfg.ListenAddr); err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.ListenAddr, err)
@@ -127,6 +124,16 @@ func New(cfg Config) (*Agent, error) {
 		a.grpcLis.Close()
 		return nil, fmt.Errorf("agent: listen %s: %w", cfg.HTTPListenAddr, err)
 	}
+
+	// The gRPC server starts its stream workers at once, so it is created
+	// only when New can no longer fail.
+	a.grpcSrv = grpc.NewServer(serverOptions(cfg.MaxRequestBytes)...)
+	a.in = &inspector{reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
+		log: cfg.Logger.With("component", "inspector"), now: time.Now}
+	in := a.in
+	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{in: in})
+	extprocv3.RegisterExternalProcessorServer(a.grpcSrv, &procServer{in: in})
+	a.httpSrv = &http.Server{Handler: a.httpHandler(), ReadHeaderTimeout: 5 * time.Second}
 	return a, nil
 }
 
@@ -144,6 +151,10 @@ func (a *Agent) Ready() <-chan struct{} { return a.client.ready }
 // error only if a server fails.
 func (a *Agent) Start(ctx context.Context) error {
 	defer a.conn.Close()
+	// Started here rather than in New, so that an agent that is never
+	// started leaves no goroutines behind.
+	a.in.steps = newStepRunner(runtime.GOMAXPROCS(0))
+	defer a.in.steps.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		// ErrServerStopped means shutdown won the race with Serve.
@@ -169,6 +180,31 @@ func (a *Agent) Start(ctx context.Context) error {
 	err := g.Wait()
 	a.cfg.Logger.Info("agent stopped")
 	return err
+}
+
+// flowWindow is the HTTP/2 flow-control window of every ext_authz and
+// ext_proc stream and connection: the largest window gRPC's dynamic flow
+// control would grow to (its BDP estimator's limit), set from the start.
+// Dynamic flow control sends a BDP ping on the first data of every request
+// that arrives after the last ping was answered, which with one Check at a
+// time is every request: a write for the agent and a read and a write for
+// Envoy, per request, for a window that never needs to change on a
+// node-local connection.
+const flowWindow = 16 << 20
+
+// serverOptions configure the ext_authz and ext_proc gRPC server for many
+// short calls from the node's gateways.
+func serverOptions(maxRequestBytes int) []grpc.ServerOption {
+	return []grpc.ServerOption{
+		grpc.MaxRecvMsgSize(maxRequestBytes),
+		grpc.StaticStreamWindowSize(flowWindow),
+		grpc.StaticConnWindowSize(flowWindow),
+		// Long-lived workers serve the calls instead of a new goroutine
+		// per call, whose stack would grow anew each time (the same reason
+		// as steps.go). A call arriving while all are busy still gets a
+		// goroutine of its own, so none waits for another.
+		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
 }
 
 // lateShutdownWait bounds how long shutdown waits for late inspections.

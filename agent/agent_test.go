@@ -5,11 +5,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -164,6 +166,30 @@ func TestNewRejectsBadConfig(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			if _, err := New(cfg); err == nil {
 				t.Error("New succeeded")
+			}
+		})
+	}
+}
+
+// Go's profiles are served only when asked for: they cost CPU while
+// recorded and show internals.
+func TestProfilingEndpointOnlyWhenEnabled(t *testing.T) {
+	tests := map[string]struct {
+		profiling bool
+		want      int
+	}{
+		"off by default":  {profiling: false, want: http.StatusNotFound},
+		"on with --pprof": {profiling: true, want: http.StatusOK},
+	}
+	for name, tt := range tests {
+		t.Run(name, func(t *testing.T) {
+			a := &Agent{cfg: Config{Profiling: tt.profiling}, reg: NewRegistry(nil), registry: prometheus.NewRegistry()}
+			for _, path := range []string{"/debug/pprof/", "/debug/pprof/goroutine?debug=1"} {
+				rec := httptest.NewRecorder()
+				a.httpHandler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+				if rec.Code != tt.want {
+					t.Errorf("GET %s: status %d, want %d", path, rec.Code, tt.want)
+				}
 			}
 		})
 	}

@@ -49,10 +49,11 @@ func (s *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (resp
 // gatewaysFrom reads the calling gateways from the gRPC metadata. Envoy may
 // send the key several times; a comma-joined value is split as well.
 func gatewaysFrom(ctx context.Context) []string {
-	md, _ := metadata.FromIncomingContext(ctx)
 	var out []string
-	for _, v := range md.Get(agentapi.GatewayMetadataKey) {
-		for _, gw := range strings.Split(v, ",") {
+	// ValueFromIncomingContext copies only this key's values, not the
+	// whole metadata as FromIncomingContext does, on every Check.
+	for _, v := range metadata.ValueFromIncomingContext(ctx, agentapi.GatewayMetadataKey) {
+		for gw := range strings.SplitSeq(v, ",") {
 			if gw = strings.TrimSpace(gw); gw != "" {
 				out = append(out, gw)
 			}

@@ -74,9 +74,13 @@ func newTestInspector(t *testing.T, policies ...*agentapi.HostPolicy) (*inspecto
 		t.Fatal(err)
 	}
 	audit := &syncBuffer{}
+	// Steps with a deadline run on workers, as in the agent.
+	steps := newStepRunner(2)
+	t.Cleanup(steps.close)
 	return &inspector{
 		reg: reg, audit: NewAuditLog(audit), metrics: m, log: discardLogger(),
-		now: func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
+		now:   func() time.Time { return time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC) },
+		steps: steps,
 	}, audit, m
 }
 

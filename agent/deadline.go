@@ -47,8 +47,7 @@ func authzDeadline(ctx context.Context) time.Time {
 // the stream's metadata; ext_proc streams carry no gRPC deadline, as they
 // live as long as the HTTP request. Zero means none was sent.
 func procTimeout(ctx context.Context) time.Duration {
-	md, _ := metadata.FromIncomingContext(ctx)
-	for _, v := range md.Get(agentapi.MessageTimeoutMetadataKey) {
+	for _, v := range metadata.ValueFromIncomingContext(ctx, agentapi.MessageTimeoutMetadataKey) {
 		if d, err := time.ParseDuration(v); err == nil && d > 0 {
 			return d
 		}
@@ -59,10 +58,10 @@ func procTimeout(ctx context.Context) time.Duration {
 // guard runs f, a step of Coraza work, and reports whether it completed.
 // A panic in f (a Coraza bug on hostile input) fails the exchange instead of
 // the agent: the verdict then follows the mode. With a deadline, f runs on
-// a goroutine and guard returns by the deadline at the latest; if f is
-// still running then, the exchange is late: from then on the caller only
-// reads the policy, and f's goroutine finishes and records the exchange
-// once f returns.
+// another goroutine (steps.go) and guard returns by the deadline at the
+// latest; if f is still running then, the exchange is late: from then on
+// the caller only reads the policy, and f's goroutine finishes and records
+// the exchange once f returns.
 func (x *exchange) guard(f func()) bool {
 	if x.failed || x.late.Load() {
 		return false
@@ -80,7 +79,7 @@ func (x *exchange) guard(f func()) bool {
 	var claim atomic.Int32
 	done := make(chan struct{})
 	x.in.late.Add(1)
-	go func() {
+	x.in.steps.run(func() {
 		defer x.in.late.Done()
 		x.run(f)
 		if claim.CompareAndSwap(0, completed) {
@@ -88,7 +87,7 @@ func (x *exchange) guard(f func()) bool {
 			return
 		}
 		x.finishLate()
-	}()
+	})
 	timer := time.NewTimer(time.Until(x.deadline))
 	defer timer.Stop()
 	select {

@@ -28,6 +28,9 @@ type inspector struct {
 	// late counts the phases still running after Envoy got its answer
 	// (deadline.go), so that shutdown can let them finish.
 	late sync.WaitGroup
+	// steps runs the phases that have a deadline; nil starts a goroutine
+	// per phase.
+	steps *stepRunner
 }
 
 // begin finds the policy for r among the calling gateways and starts an

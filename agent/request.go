@@ -54,7 +54,9 @@ func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 		host:       h.GetHost(),
 		size:       h.GetSize(),
 	}
-	hs := headerSet{authz: true}
+	// Room for every header and the host complete may add, so that the
+	// list is allocated once.
+	hs := headerSet{authz: true, regular: make([]header, 0, len(h.GetHeaderMap().GetHeaders())+len(h.GetHeaders())+1)}
 	if hm := h.GetHeaderMap().GetHeaders(); len(hm) > 0 {
 		hs.addMap(hm)
 	} else {

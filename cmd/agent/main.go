@@ -56,6 +56,10 @@ Flags:
 	nodeID := fs.String("node-id", defaultNodeID(), "`id` sent in the xDS node; defaults to $NODE_NAME, else the hostname")
 	auditPath := fs.String("audit-log", "-", "`path` of the JSON audit log, one line per audited transaction; - is stdout")
 	logFormat := fs.String("log-format", "json", "operational log `format`: json or text (written to stderr)")
+	// The environment variable lets harnesses that start the agent with a
+	// fixed command line (make bench) turn profiling on.
+	profiling := fs.Bool("pprof", os.Getenv(pprofEnv) == "1",
+		"serve Go runtime profiles under /debug/pprof/ on the HTTP listener (default true if $"+pprofEnv+" is 1)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -89,6 +93,7 @@ Flags:
 		AuditLog:       audit,
 		Logger:         logger,
 		Registry:       reg,
+		Profiling:      *profiling,
 	})
 	if err != nil {
 		return err
@@ -97,6 +102,9 @@ Flags:
 	defer stop()
 	return a.Start(ctx)
 }
+
+// pprofEnv set to 1 turns --pprof on by default.
+const pprofEnv = "MESHWAF_AGENT_PPROF"
 
 func defaultNodeID() string {
 	if n := os.Getenv("NODE_NAME"); n != "" {
