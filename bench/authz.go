@@ -26,7 +26,12 @@ type authzClient struct {
 }
 
 func dialAgent(addr string, gatewayPort int) (*authzClient, error) {
-	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	// Static flow-control windows, as Envoy's HTTP/2 client has: with gRPC's
+	// default dynamic windows the client pings the agent after every
+	// response (BDP estimation), and the agent's CPU would include answering
+	// pings no gateway sends.
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithStaticStreamWindowSize(1<<20), grpc.WithStaticConnWindowSize(1<<20))
 	if err != nil {
 		return nil, err
 	}

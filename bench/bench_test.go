@@ -49,7 +49,9 @@ func TestBench(t *testing.T) {
 	}
 	// The smoke run measures PL1 only: PL2 takes the same code paths, and
 	// under -race every in-process inspection is several times slower.
-	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, RepoRoot: root, RunDir: dir, Logf: t.Logf}
+	// Options run in the smoke run too, with the smoke budget, so that
+	// every option still compiles and gets the expected verdicts.
+	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, Options: true, RepoRoot: root, RunDir: dir, Logf: t.Logf}
 	if *prebuilt != "" {
 		cfg.Binaries = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
 	}
@@ -65,6 +67,9 @@ func TestBench(t *testing.T) {
 	if want := len(cfg.Levels) * len(Scenarios()); len(rep.Results) != want {
 		t.Fatalf("%d results, want %d", len(rep.Results), want)
 	}
+	if want := len(cfg.Levels) * len(Scenarios()) * len(Options()); len(rep.Options) != want {
+		t.Errorf("%d option results, want %d", len(rep.Options), want)
+	}
 	for _, r := range rep.Results {
 		if r.InProcess.CPUPerRequest(0) <= 0 || r.Agent.P99 <= 0 || r.Envoy.P99 <= 0 || r.EnvoyAlone.P99 <= 0 {
 			t.Errorf("%s PL%d: empty measurement: %+v", r.Scenario, r.Level, r)
@@ -75,7 +80,8 @@ func TestBench(t *testing.T) {
 		t.Fatal(err)
 	}
 	last := fmt.Sprintf("| SQLi GET | %d |", cfg.Levels[len(cfg.Levels)-1])
-	if strings.Count(md.String(), last) != 2 { // one CPU row, one latency row
+	// One CPU row, one latency row, and one row per performance option.
+	if strings.Count(md.String(), last) != 2+len(Options()) {
 		t.Errorf("report lacks the %q rows:\n%s", last, md.String())
 	}
 	if *reportPath != "" {

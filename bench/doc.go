@@ -18,6 +18,12 @@
 // transaction).
 // Everything runs on loopback with bounded request counts.
 //
+// A full run also profiles (a) and (b) for one scenario (Go's CPU profiler
+// in both processes, perf's software event counts where perf works), paces
+// (a) like requests arriving over the network as a diagnostic, and compares
+// Coraza's performance options with the agent's configuration in-process
+// (options.go).
+//
 // TestBench runs the harness with a handful of requests as part of the
 // normal test suite, so the harness cannot rot; `make bench` runs it in
 // full and writes docs/reports/bench.md. The package talks to meshwaf's

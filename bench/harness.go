@@ -3,6 +3,7 @@ package bench
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -17,9 +18,13 @@ type Config struct {
 	Levels []int32
 	// Scenarios filters Scenarios() by name; empty means all.
 	Scenarios []string
-	// Profile also records where the CPU goes for one scenario (perf on the
-	// agent, pprof in-process); it takes about 15 s more.
+	// Profile also records where the CPU goes for one scenario (Go's CPU
+	// profiler in (a) and (b), perf's event counts where perf works) and
+	// measures the pacing diagnostic (pacing.go); it takes about 30 s more.
 	Profile bool
+	// Options also compares Coraza's performance options with the agent's
+	// configuration in-process (options.go), after each scenario.
+	Options bool
 
 	RepoRoot  string          // meshwaf module root (required)
 	RunDir    string          // logs and generated configuration (required)
@@ -46,6 +51,8 @@ type Report struct {
 	Budget   Budget
 	Results  []Result
 	Profiles []Profile
+	Pacing   *Pacing
+	Options  []OptionResult
 	Started  time.Time
 	Took     time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
@@ -70,6 +77,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Binaries = &bins
 	}
+	if cfg.Profile {
+		// cmd/agent's --pprof defaults to this variable, which the agent
+		// inherits: the stack starts it with a fixed command line.
+		restore := setenv(agentPprofEnv, "1")
+		defer restore()
+	}
 	st, err := startStacks(ctx, cfg, cfg.Levels)
 	if err != nil {
 		return nil, err
@@ -90,6 +103,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, fmt.Errorf("in-process worker: %w", err)
 	}
 	defer w.stop()
+	ow, err := startOptionWorkers(w)
+	if err != nil {
+		return nil, err
+	}
+	defer ow.stop()
 
 	for _, pl := range cfg.Levels {
 		host := plHost(pl)
@@ -111,9 +129,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
 			}
 			rep.Results = append(rep.Results, res)
+			if cfg.Options {
+				cfg.Logf("comparing performance options for %s at PL%d", sc.Name, pl)
+				opts, err := measureOptions(optionBudget(cfg.Budget), sc, scenarioIndex(sc), pl, ow)
+				if err != nil {
+					return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
+				}
+				rep.Options = append(rep.Options, opts...)
+			}
 		}
 		if cfg.Profile && pl == cfg.Levels[0] {
-			rep.Profiles = append(rep.Profiles, profile(ctx, cfg, profileScenario(), local, agent, pids.agent)...)
+			t := profileTarget{sc: profileScenario(), scIndex: scenarioIndex(profileScenario()), level: pl, worker: w,
+				agent: agent, agentURL: st.waf.AgentURL(), agentPID: pids.agent}
+			if err := profileAndPace(ctx, cfg, rep, t); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if err := st.waf.Alive(); err != nil {
@@ -126,10 +156,61 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 type procs struct{ agent, envoy, plainEnvoy int }
 
+// agentPprofEnv turns the agent's --pprof on (cmd/agent).
+const agentPprofEnv = "MESHWAF_AGENT_PPROF"
+
+// setenv sets an environment variable until restore is called.
+func setenv(key, value string) (restore func()) {
+	old, had := os.LookupEnv(key)
+	os.Setenv(key, value)
+	return func() {
+		if had {
+			os.Setenv(key, old)
+		} else {
+			os.Unsetenv(key)
+		}
+	}
+}
+
+func scenarioIndex(sc Scenario) int {
+	return slices.IndexFunc(Scenarios(), func(s Scenario) bool { return s.Name == sc.Name })
+}
+
+// optionBudget is OptionBudget for a full run and the smoke budget
+// otherwise, so that `make test` runs the option code too.
+func optionBudget(b Budget) Budget {
+	if b == SmokeBudget {
+		return SmokeBudget
+	}
+	return OptionBudget
+}
+
+// profileAndPace runs the profile step and the pacing diagnostic for the
+// profiled scenario, whose measurement is already in rep.
+func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarget) error {
+	cfg.Logf("profiling %s at PL%d", t.sc.Name, t.level)
+	rep.Profiles = append(rep.Profiles, profile(ctx, cfg.RunDir, t)...)
+	i := slices.IndexFunc(rep.Results, func(r Result) bool { return r.Scenario == t.sc.Name && r.Level == t.level })
+	if i < 0 {
+		return nil
+	}
+	gap := max(rep.Results[i].Agent.P50-rep.Results[i].InProcess.P50, 0)
+	budget := PacingBudget
+	if cfg.Budget == SmokeBudget {
+		budget = SmokeBudget
+	}
+	p, err := measurePacing(budget, t, gap)
+	if err != nil {
+		return err
+	}
+	rep.Pacing = p
+	return nil
+}
+
 func measureAll(b Budget, sc Scenario, pl int32, w *worker, agent *authzClient, gw, plain *gatewayClient, p procs) (Result, error) {
 	host := plHost(pl)
 	r := Result{Scenario: sc.Name, Level: pl}
-	scIndex := slices.IndexFunc(Scenarios(), func(s Scenario) bool { return s.Name == sc.Name })
+	scIndex := scenarioIndex(sc)
 	inProc := func(seq, k int) (latencies, int, error) {
 		res, err := w.run(batch{Level: pl, Scenario: scIndex, Count: k, Seq: seq})
 		return res.Latencies, res.Blocked, err

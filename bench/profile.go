@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,12 +16,17 @@ import (
 	"time"
 )
 
-// Profile is a text listing of where CPU time went, and the share of it
-// spent evaluating Coraza rules (-1 when the listing lacks it).
+// Profile is where one process's CPU went while it served the profiled
+// scenario: a listing, the share spent evaluating Coraza rules (-1 when the
+// listing lacks it), the CPU per request by category, and the kernel's
+// event counts per request (nil without perf).
 type Profile struct {
 	Title       string
 	Text        string
 	CorazaShare float64
+	Requests    int
+	Breakdown   breakdown
+	Counters    counters
 }
 
 // ruleEvalSymbol is Coraza's per-phase rule loop: everything under it is
@@ -56,19 +63,111 @@ const profileDuration = 5 * time.Second
 // inspection, where what the agent adds to Coraza weighs most.
 func profileScenario() Scenario { return Scenarios()[0] }
 
-// profile records (a) with pprof in this process and (b) with perf
-// attached to the agent, while sending sc in a loop. A tool that is
-// missing yields a profile saying so rather than an error: the numbers of
-// the run do not depend on it.
-func profile(ctx context.Context, cfg Config, sc Scenario, local inProcess, agent *authzClient, agentPID int) []Profile {
-	var out []Profile
-	title := fmt.Sprintf("(a) in-process Coraza, %s, PL1: go tool pprof -top -cum (cumulative share of CPU)", sc.Name)
-	text, err := pprofInProcess(ctx, cfg.RunDir, func(i int) { _, _ = local.send(sc, i) })
-	out = append(out, Profile{Title: title, Text: orError(text, err), CorazaShare: cumulativeShare(text, ruleEvalSymbol)})
+// profileTarget is what the profile step needs of a run.
+type profileTarget struct {
+	sc       Scenario
+	scIndex  int
+	level    int32
+	worker   *worker
+	agent    *authzClient
+	agentURL string // the agent's HTTP address, serving /debug/pprof
+	agentPID int
+}
 
-	title = fmt.Sprintf("(b) agent process, %s, PL1: perf record -g; children (cumulative) and self share by symbol", sc.Name)
-	text, err = perfAgent(ctx, cfg.RunDir, agentPID, func(i int) { _, _ = agent.send(sc, plHost(1), i) })
-	return append(out, Profile{Title: title, Text: orError(text, err), CorazaShare: cumulativeShare(text, ruleEvalSymbol)})
+// profile records where (a)'s and (b)'s CPU goes while each serves the
+// profiled scenario for a few seconds: Go's CPU profiler in both processes
+// (the worker profiles itself, the agent serves /debug/pprof), and, where
+// perf works, the kernel's counts of system calls and context switches.
+// A tool that fails yields a profile saying so rather than an error: the
+// numbers of the run do not depend on it.
+func profile(ctx context.Context, dir string, t profileTarget) []Profile {
+	a := Profile{Title: fmt.Sprintf("(a) in-process Coraza, %s, PL%d", t.sc.Name, t.level)}
+	a.record(ctx, t.worker.pid(), filepath.Join(dir, "inprocess.pprof"), func(path string) (int, error) {
+		return profileWorker(t, path)
+	})
+	b := Profile{Title: fmt.Sprintf("(b) agent process, %s, PL%d", t.sc.Name, t.level)}
+	b.record(ctx, t.agentPID, filepath.Join(dir, "agent.pprof"), func(path string) (int, error) {
+		return profileAgent(ctx, t, path)
+	})
+	return []Profile{a, b}
+}
+
+// record runs serve, which writes a CPU profile to path and returns how
+// many requests it covers, under perf stat, and reads the profile.
+func (p *Profile) record(ctx context.Context, pid int, path string, serve func(path string) (int, error)) {
+	stopCounting := countEvents(pid)
+	n, err := serve(path)
+	p.Counters = stopCounting(n)
+	if err != nil {
+		p.Text = "not recorded: " + err.Error()
+		return
+	}
+	p.Requests = n
+	all, err := run(ctx, "go", "tool", "pprof", "-top", "-nodecount=1000000", path)
+	if err != nil {
+		p.Text = "not recorded: " + err.Error()
+		return
+	}
+	p.Breakdown = parseBreakdown(all, n)
+	top, err := run(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=25", path)
+	p.Text = orError(top, err)
+	p.CorazaShare = cumulativeShare(top, ruleEvalSymbol)
+}
+
+// profileWorker has the worker profile itself over about profileDuration
+// of requests.
+func profileWorker(t profileTarget, path string) (int, error) {
+	probe, err := t.worker.run(batch{Level: t.level, Scenario: t.scIndex, Count: 20})
+	if err != nil {
+		return 0, err
+	}
+	var spent time.Duration
+	for _, l := range probe.Latencies {
+		spent += l
+	}
+	n := max(100, int(profileDuration*time.Duration(len(probe.Latencies))/max(spent, time.Microsecond)))
+	_, err = t.worker.run(batch{Level: t.level, Scenario: t.scIndex, Count: n, Seq: 1 << 20, Profile: path})
+	return n, err
+}
+
+// profileAgent fetches the agent's CPU profile while sending requests,
+// counting those sent while it was recorded.
+func profileAgent(ctx context.Context, t profileTarget, path string) (int, error) {
+	var sent atomic.Int64
+	stop := loopFor(func(i int) {
+		if _, err := t.agent.send(t.sc, plHost(t.level), i); err == nil {
+			sent.Add(1)
+		}
+	})
+	defer stop()
+	url := fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.agentURL, int(profileDuration.Seconds()))
+	before := sent.Load()
+	err := fetchTo(ctx, url, path)
+	return int(sent.Load() - before), err
+}
+
+func fetchTo(ctx context.Context, url, path string) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: status %d", url, resp.StatusCode)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, resp.Body); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 func orError(text string, err error) string {
@@ -78,7 +177,7 @@ func orError(text string, err error) string {
 	return text
 }
 
-// loopFor calls send repeatedly until stop is closed.
+// loopFor calls send repeatedly until stop is called.
 func loopFor(send func(int)) (stop func()) {
 	var done atomic.Bool
 	finished := make(chan struct{})
@@ -91,54 +190,6 @@ func loopFor(send func(int)) (stop func()) {
 	return func() { done.Store(true); <-finished }
 }
 
-func pprofInProcess(ctx context.Context, dir string, send func(int)) (string, error) {
-	path := filepath.Join(dir, "inprocess.pprof")
-	f, err := os.Create(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	if err := pprof.StartCPUProfile(f); err != nil {
-		return "", err
-	}
-	stop := loopFor(send)
-	time.Sleep(profileDuration)
-	stop()
-	pprof.StopCPUProfile()
-	return run(ctx, "go", "tool", "pprof", "-top", "-cum", "-nodecount=25", path)
-}
-
-func perfAgent(ctx context.Context, dir string, pid int, send func(int)) (string, error) {
-	if _, err := exec.LookPath("perf"); err != nil {
-		return "", err
-	}
-	data := filepath.Join(dir, "agent.perf.data")
-	stop := loopFor(send)
-	_, err := run(ctx, "perf", "record", "-F", "997", "-g", "-o", data, "-p", strconv.Itoa(pid),
-		"--", "sleep", strconv.Itoa(int(profileDuration.Seconds())))
-	stop()
-	if err != nil {
-		return "", err
-	}
-	// Cumulative ("children") shares show the call tree's big branches:
-	// the gRPC server, the agent's handler, Coraza, the garbage collector.
-	text, err := run(ctx, "perf", "report", "-i", data, "--stdio", "--children", "-g", "none",
-		"--sort", "symbol", "--percent-limit", "2")
-	if err != nil {
-		return "", err
-	}
-	var keep []string
-	for _, line := range strings.Split(text, "\n") {
-		if t := strings.TrimSpace(line); t != "" && !strings.HasPrefix(t, "#") {
-			keep = append(keep, strings.TrimRight(line, " -"))
-		}
-		if len(keep) == 30 {
-			break
-		}
-	}
-	return strings.Join(keep, "\n"), nil
-}
-
 func run(ctx context.Context, name string, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, name, args...)
 	var out, errOut bytes.Buffer
@@ -147,4 +198,17 @@ func run(ctx context.Context, name string, args ...string) (string, error) {
 		return "", fmt.Errorf("%s: %w: %s", name, err, strings.TrimSpace(errOut.String()))
 	}
 	return out.String(), nil
+}
+
+// startCPUProfile writes this process's CPU profile to path until stop.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
 }

@@ -28,6 +28,15 @@ type batch struct {
 	Scenario int   `json:"scenario"` // index into Scenarios()
 	Count    int   `json:"count"`
 	Seq      int   `json:"seq"`
+	// Option names a Coraza performance option (options.go) the WAF is
+	// compiled and fed with; empty is the agent's configuration.
+	Option string `json:"option,omitempty"`
+	// Profile, if set, is where the worker writes a CPU profile of the
+	// batch: the profile of (a) comes from the process that is measured.
+	Profile string `json:"profile,omitempty"`
+	// Gap is an idle pause before each request, for the diagnostic that
+	// paces (a) like requests arriving over the network.
+	Gap time.Duration `json:"gap,omitempty"`
 }
 
 // batchResult is the worker's answer: wall time per request, and how many
@@ -38,10 +47,16 @@ type batchResult struct {
 	Error     string          `json:"error,omitempty"`
 }
 
+// wafKey identifies one compiled WAF of a worker.
+type wafKey struct {
+	level  int32
+	option string
+}
+
 // RunWorker serves batches from in to out until in closes. It compiles one
-// WAF per paranoia level on first use.
+// WAF per paranoia level and option on first use.
 func RunWorker(in io.Reader, out io.Writer) error {
-	wafs := map[int32]inProcess{}
+	wafs := map[wafKey]inProcess{}
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	for {
 		var b batch
@@ -57,15 +72,15 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	}
 }
 
-func runBatch(wafs map[int32]inProcess, b batch) batchResult {
-	local, ok := wafs[b.Level]
+func runBatch(wafs map[wafKey]inProcess, b batch) batchResult {
+	key := wafKey{b.Level, b.Option}
+	local, ok := wafs[key]
 	if !ok {
-		waf, err := compileWAF(hostPolicy(b.Level, plHost(b.Level)))
-		if err != nil {
+		var err error
+		if local, err = newInProcess(b.Level, b.Option); err != nil {
 			return batchResult{Error: err.Error()}
 		}
-		local = inProcess{waf: waf, host: plHost(b.Level)}
-		wafs[b.Level] = local
+		wafs[key] = local
 	}
 	scenarios := Scenarios()
 	if b.Scenario < 0 || b.Scenario >= len(scenarios) {
@@ -73,7 +88,17 @@ func runBatch(wafs map[int32]inProcess, b batch) batchResult {
 	}
 	sc := scenarios[b.Scenario]
 	res := batchResult{Latencies: make([]time.Duration, 0, b.Count)}
+	if b.Profile != "" {
+		stop, err := startCPUProfile(b.Profile)
+		if err != nil {
+			return batchResult{Error: err.Error()}
+		}
+		defer stop()
+	}
 	for i := range b.Count {
+		if b.Gap > 0 {
+			time.Sleep(b.Gap)
+		}
 		start := time.Now()
 		blocked, err := local.send(sc, b.Seq+i)
 		res.Latencies = append(res.Latencies, time.Since(start))
@@ -95,14 +120,15 @@ type worker struct {
 	enc *json.Encoder
 }
 
-// startWorker re-executes this test binary as a worker.
-func startWorker() (*worker, error) {
+// startWorker re-executes this test binary as a worker, with env added to
+// this process's environment.
+func startWorker(env ...string) (*worker, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(os.Environ(), WorkerEnv+"=1")
+	cmd.Env = append(append(os.Environ(), WorkerEnv+"=1"), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -6,10 +6,14 @@
 # (bench.TestBench without -full) so that it cannot rot.
 #
 # No -race here: the race detector would multiply the in-process numbers.
-# perf (Debian linux-perf) is used, when present, to show where the agent's
-# CPU goes. Coraza build tags reach both sides alike through GOFLAGS (the
-# in-process worker is this test binary, the agent is built by the harness
-# with the same environment): make bench GOFLAGS=-tags=coraza.rule.rx_prefilter
+# Where the CPU goes comes from Go's CPU profiler in both the in-process
+# worker and the agent (started with --pprof); perf (Debian linux-perf), when
+# present, adds system calls and context switches per request. Coraza's
+# performance options are compared in-process in the same run (the report's
+# last section). Coraza build tags reach both sides alike through GOFLAGS
+# (the in-process worker is this test binary, the agent is built by the
+# harness with the same environment), e.g.
+# make bench GOFLAGS=-tags=coraza.rule.rx_prefilter
 
 BENCH_REPORT ?= docs/reports/bench.md
 BENCH_TIMEOUT ?= 30m
