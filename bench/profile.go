@@ -103,7 +103,9 @@ func (p *Profile) record(ctx context.Context, pid int, path string, serve func(p
 		return
 	}
 	p.Requests = n
-	all, err := run(ctx, "go", "tool", "pprof", "-top", "-nodecount=1000000", path)
+	// Every node, however small: pprof drops nodes under 0.5 % by default,
+	// and the agent's small ones (gRPC, the scheduler) add up.
+	all, err := run(ctx, "go", "tool", "pprof", "-top", "-nodecount=1000000", "-nodefraction=0", path)
 	if err != nil {
 		p.Text = "not recorded: " + err.Error()
 		return
