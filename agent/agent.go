@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
 )
 
 // Config is everything the agent needs; cmd/agent fills it from flags.
@@ -41,7 +42,9 @@ type Config struct {
 	// DialOptions for the control plane connection; nil means plaintext.
 	DialOptions []grpc.DialOption
 	// ReconnectMin and ReconnectMax bound the reconnect backoff.
-	// Defaults 500ms and 30s.
+	// Defaults 500ms and 5s: an agent is back within about 5 s of the
+	// control plane, however long it was away, and a thousand agents
+	// retrying every few seconds are no load for it.
 	ReconnectMin, ReconnectMax time.Duration
 	// MaxRequestBytes bounds one ext_authz or ext_proc message; it must
 	// exceed the largest policy body limit. Default 64 MiB.
@@ -70,7 +73,7 @@ func (c *Config) setDefaults() {
 		c.ReconnectMin = 500 * time.Millisecond
 	}
 	if c.ReconnectMax < c.ReconnectMin {
-		c.ReconnectMax = max(30*time.Second, c.ReconnectMin)
+		c.ReconnectMax = max(5*time.Second, c.ReconnectMin)
 	}
 	if c.MaxRequestBytes <= 0 {
 		c.MaxRequestBytes = 64 << 20
@@ -106,7 +109,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: metrics: %w", err)
 	}
-	conn, err := grpc.NewClient(cfg.XDSAddress, cfg.DialOptions...)
+	conn, err := grpc.NewClient(cfg.XDSAddress, append(controlPlaneOptions(), cfg.DialOptions...)...)
 	if err != nil {
 		return nil, fmt.Errorf("agent: control plane %s: %w", cfg.XDSAddress, err)
 	}
@@ -204,6 +207,22 @@ func serverOptions(maxRequestBytes int) []grpc.ServerOption {
 		// as steps.go). A call arriving while all are busy still gets a
 		// goroutine of its own, so none waits for another.
 		grpc.NumStreamWorkers(uint32(runtime.GOMAXPROCS(0))),
+	}
+}
+
+// maxPolicyResponse bounds one host policy response. A fresh agent gets
+// every host policy in one response (about 2.7 MiB for 10,000 hosts), so
+// gRPC's default of 4 MiB would cap a cluster at some 15,000 hosts.
+const maxPolicyResponse = 256 << 20
+
+// controlPlaneOptions are the settings of the connection to the control
+// plane that do not depend on how the agent authenticates.
+func controlPlaneOptions() []grpc.DialOption {
+	return []grpc.DialOption{
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(maxPolicyResponse)),
+		// Notice a control plane that vanished without closing the
+		// connection (its node died) in about 40 s, and reconnect.
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
 }
 

@@ -114,7 +114,7 @@ func NewAgent(node string, opts Options, b Behaviour) (*Agent, error) {
 func (a *Agent) Node() string { return a.node }
 
 // Run keeps a stream open until ctx ends, reconnecting after an error with
-// the real agent's backoff (0.5 s doubling to 30 s, upper-half jitter), and
+// the real agent's backoff (0.5 s doubling to 5 s, upper-half jitter), and
 // closes the connection on return.
 func (a *Agent) Run(ctx context.Context) {
 	defer a.conn.Close()
@@ -222,7 +222,7 @@ func (a *Agent) subscribe() *discovery.DeltaDiscoveryRequest {
 	return req
 }
 
-// backoff mirrors the real agent's: it doubles from 0.5 s to 30 s and
+// backoff mirrors the real agent's: it doubles from 0.5 s to 5 s and
 // waits a random time in the upper half of the step.
 type backoff struct{ step time.Duration }
 
@@ -230,7 +230,7 @@ func (b *backoff) next() time.Duration {
 	if b.step == 0 {
 		b.step = 500 * time.Millisecond
 	} else {
-		b.step = min(2*b.step, 30*time.Second)
+		b.step = min(2*b.step, 5*time.Second)
 	}
 	half := b.step / 2
 	return half + rand.N(half+1)

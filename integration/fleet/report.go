@@ -207,7 +207,7 @@ func writeResyncs(w io.Writer, r *Result) {
 		}
 	}
 	if r.Initial != nil {
-		fmt.Fprintf(w, "\nThe initial response to a fresh agent is one DeltaDiscoveryResponse of %s (protobuf); gRPC's default receive limit, which the real agent keeps, is 4 MiB.\n", size(r.Initial.Traffic.Proto.Mean))
+		fmt.Fprintf(w, "\nThe initial response to a fresh agent is one DeltaDiscoveryResponse of %s (protobuf); the real agent accepts responses of up to 256 MiB (gRPC's default, 4 MiB, would cap a cluster at some 15,000 hosts).\n", size(r.Initial.Traffic.Proto.Mean))
 	}
 	fmt.Fprintln(w)
 }
