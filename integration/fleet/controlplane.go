@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +15,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // ControlPlaneConfig says how to run meshwaf-xds.
@@ -195,15 +196,9 @@ func repoRoot() (string, error) {
 	}
 }
 
-// FreeAddr returns a loopback address nobody listens on right now.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// FreeAddr returns a loopback address nobody listens on right now, which
+// stays free across a control plane restart (see freeport).
+func FreeAddr() (string, error) { return freeport.FreeAddr() }
 
 // Publish is one "snapshot published" log line of the control plane.
 type Publish struct {

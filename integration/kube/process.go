@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"syscall"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // process is one child (etcd or kube-apiserver) logging to a file.
@@ -83,16 +85,7 @@ func (p *process) kill() {
 	}
 }
 
-// freePort returns a loopback port nobody listens on right now. Another
-// process could take it before we bind, which is unlikely enough on a test
-// machine; the caller then fails to start and says why.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a loopback port nobody listens on right now.
+func freePort() (int, error) { return freeport.Port() }
 
 func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

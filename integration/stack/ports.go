@@ -1,14 +1,11 @@
 package stack
 
-import (
-	"fmt"
-	"net"
-)
+import "github.com/meshwaf/meshwaf/integration/freeport"
 
-// fillPorts gives every zero port a free loopback port. A port is found by
-// binding :0 and releasing it; another program could take it before the
-// component binds it, which is rare enough on a test machine that the clear
-// "address in use" failure is preferable to plumbing listeners into
+// fillPorts gives every zero port a free loopback port (see freeport: it
+// stays free across a component's restart). Another program could still
+// take it before the component binds it, which is rare enough that the
+// clear "address in use" failure is preferable to plumbing listeners into
 // subprocesses.
 func fillPorts(p Ports) (Ports, error) {
 	used := map[int]bool{}
@@ -19,7 +16,7 @@ func fillPorts(p Ports) (Ports, error) {
 	}
 	for _, port := range []*int{&p.Gateway, &p.EnvoyAdmin, &p.XDS, &p.XDSHTTP, &p.Agent, &p.AgentHTTP, &p.Backend} {
 		for *port == 0 {
-			free, err := freePort()
+			free, err := freeport.Port()
 			if err != nil {
 				return p, err
 			}
@@ -32,13 +29,4 @@ func fillPorts(p Ports) (Ports, error) {
 	return p, nil
 }
 
-func freePort() (int, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, fmt.Errorf("find a free loopback port: %w", err)
-	}
-	defer ln.Close()
-	return ln.Addr().(*net.TCPAddr).Port, nil
-}
-
-func loopback(port int) string { return fmt.Sprintf("127.0.0.1:%d", port) }
+func loopback(port int) string { return freeport.Addr(port) }
