@@ -22,8 +22,6 @@ type Config struct {
 	// TypeURL is the one resource type served.
 	TypeURL string
 	Logger  *slog.Logger
-	// OnNACK, when set, is called for every rejected response.
-	OnNACK func(node, detail string)
 	// FirstRequestTimeout bounds the wait for a new stream's subscription
 	// (default 10 s).
 	FirstRequestTimeout time.Duration

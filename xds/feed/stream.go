@@ -281,9 +281,6 @@ func (s *stream) handle(req *discovery.DeltaDiscoveryRequest) error {
 	if detail != nil {
 		s.feed.counters.nacks.Add(1)
 		s.feed.log.Warn("subscriber rejected resources", "node", s.status.Node, "version", p.version, "error", detail.GetMessage())
-		if s.feed.cfg.OnNACK != nil {
-			s.feed.cfg.OnNACK(s.status.Node, detail.GetMessage())
-		}
 	}
 	return nil
 }
