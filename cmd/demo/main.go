@@ -86,6 +86,9 @@ meshwaf demo is running.
   control plane  %s/debug/snapshot
   agent          %s/debug/policies
   logs           %s
+  certificates   %s
+                 (a CA made for this run: Envoy and the agent reach the
+                 control plane over mutual TLS, as in production)
 
 A benign request (expect 200):
 
@@ -98,5 +101,5 @@ An SQL injection attempt (expect 403 while the policy is in Prevent mode):
 Edit the files in %s (for example mode: Detect in wafpolicy.yaml);
 verdicts change within seconds, without restarting anything.
 Press Ctrl-C to stop everything.
-`, url, s.AdminURL(), s.ControlPlaneURL(), s.AgentURL(), s.RunDir(), url, url, manifests)
+`, url, s.AdminURL(), s.ControlPlaneURL(), s.AgentURL(), s.RunDir(), filepath.Dir(s.PKI().CA), url, url, manifests)
 }
