@@ -30,8 +30,9 @@ func Encode(m protobuf.Message) (*Encoded, error) {
 // Size is the encoded length in bytes.
 func (e *Encoded) Size() int { return len(e.bytes) }
 
-// Codec is gRPC's protobuf codec that also sends *Encoded as is. A server
-// that sends *Encoded must use it (grpc.ForceServerCodecV2(feed.Codec())).
+// Codec is gRPC's protobuf codec that also sends *Encoded as is and
+// receives a stream's first request undecoded. A server running a Feed
+// must use it (grpc.ForceServerCodecV2(feed.Codec())).
 func Codec() encoding.CodecV2 { return codec{protobuf: encoding.GetCodecV2(proto.Name)} }
 
 type codec struct{ protobuf encoding.CodecV2 }
@@ -45,7 +46,15 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.protobuf.Marshal(v)
 }
 
-func (c codec) Unmarshal(data mem.BufferSlice, v any) error { return c.protobuf.Unmarshal(data, v) }
+// Unmarshal decodes protobuf messages; a *rawMessage gets a copy of the
+// bytes instead (request.go).
+func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*rawMessage); ok {
+		r.b = data.Materialize()
+		return nil
+	}
+	return c.protobuf.Unmarshal(data, v)
+}
 
 // Name is the protobuf codec's, so clients see ordinary application/grpc.
 func (codec) Name() string { return proto.Name }

@@ -107,6 +107,7 @@ func (f *Feed) Publish(resources map[string]proto.Message) (*Generation, error) 
 type Stream interface {
 	Context() context.Context
 	SendMsg(m any) error
+	RecvMsg(m any) error
 	Recv() (*discovery.DeltaDiscoveryRequest, error)
 }
 

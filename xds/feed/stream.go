@@ -61,7 +61,7 @@ func (s *stream) run() (err error) {
 	s.status = StreamStatus{ID: s.feed.nextID.Add(1), Node: first.GetNode().GetId(), Since: time.Now()}
 	s.feed.register(s)
 	s.feed.log.Info("subscriber connected", "node", s.status.Node, "stream", s.status.ID,
-		"holds", len(first.GetInitialResourceVersions()), "generation", s.feed.Current().Version())
+		"holds", first.holds, "generation", s.feed.Current().Version())
 	defer func() {
 		s.feed.unregister(s)
 		st := s.snapshotStatus()
@@ -69,7 +69,7 @@ func (s *stream) run() (err error) {
 	}()
 
 	g := s.feed.Current()
-	err = s.resume(g, first.GetInitialResourceVersions())
+	err = s.resume(g, first)
 	// The version list is compared: the next stream may read its own.
 	<-s.feed.firstSlots
 	if err != nil {
@@ -103,19 +103,27 @@ func (s *stream) run() (err error) {
 // receiveFirst reads and checks the subscription. On success it returns
 // holding one of the feed's first-request slots (see Config), which the
 // caller releases once the request's version list has been compared.
-func (s *stream) receiveFirst(ctx context.Context) (*discovery.DeltaDiscoveryRequest, error) {
+func (s *stream) receiveFirst(ctx context.Context) (*firstRequest, error) {
 	select {
 	case s.feed.firstSlots <- struct{}{}:
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
 	type result struct {
-		req *discovery.DeltaDiscoveryRequest
+		req *firstRequest
 		err error
 	}
 	got := make(chan result, 1)
 	go func() {
-		req, err := s.grpc.Recv()
+		var raw rawMessage
+		if err := s.grpc.RecvMsg(&raw); err != nil {
+			got <- result{err: err}
+			return
+		}
+		req, err := parseFirstRequest(raw.b)
+		if err != nil {
+			err = status.Error(codes.InvalidArgument, "meshwaf: "+err.Error())
+		}
 		got <- result{req, err}
 	}()
 	timeout := time.NewTimer(s.feed.cfg.FirstRequestTimeout)
@@ -124,11 +132,11 @@ func (s *stream) receiveFirst(ctx context.Context) (*discovery.DeltaDiscoveryReq
 	select {
 	case r = <-got:
 	case <-timeout.C:
-		// Returning ends the stream, which ends the Recv above.
+		// Returning ends the stream, which ends the receive above.
 		r.err = status.Errorf(codes.DeadlineExceeded, "meshwaf: no subscription within %s", s.feed.cfg.FirstRequestTimeout)
 	}
 	if r.err == nil {
-		r.err = s.validate(r.req)
+		r.err = s.validate(r.req.DeltaDiscoveryRequest)
 	}
 	if r.err != nil {
 		<-s.feed.firstSlots
@@ -183,11 +191,22 @@ func (s *stream) validate(req *discovery.DeltaDiscoveryRequest) error {
 // xDS client counts a subscription as initialised only once answered. A
 // subscriber that holds nothing is left to the run loop, which sends it
 // the shared full state.
-func (s *stream) resume(g *Generation, held map[string]string) error {
-	if len(held) == 0 {
+func (s *stream) resume(g *Generation, first *firstRequest) error {
+	if first.holds == 0 {
 		return nil
 	}
-	resources, removed := g.diffHeld(held)
+	var resources []*discovery.Resource
+	var removed []string
+	inSync, err := first.inSyncWith(g)
+	if err == nil && !inSync {
+		var held map[string]string
+		if held, err = first.held(); err == nil {
+			resources, removed = g.diffHeld(held)
+		}
+	}
+	if err != nil {
+		return status.Error(codes.InvalidArgument, "meshwaf: initial_resource_versions: "+err.Error())
+	}
 	nonce := fmt.Sprintf("resume-%d", g.version)
 	names := make([]string, 0, len(resources)+len(removed))
 	for _, r := range resources {
