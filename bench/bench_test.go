@@ -74,14 +74,19 @@ func TestBench(t *testing.T) {
 		if r.InProcess.CPUPerRequest(0) <= 0 || r.Agent.P99 <= 0 || r.Envoy.P99 <= 0 || r.EnvoyAlone.P99 <= 0 {
 			t.Errorf("%s PL%d: empty measurement: %+v", r.Scenario, r.Level, r)
 		}
+		l := r.Loaded
+		if l.InProcess.CPUPerRequest(0) <= 0 || l.Agent.P99 <= 0 || l.Envoy.P99 <= 0 || l.EnvoyAlone.P99 <= 0 {
+			t.Errorf("%s PL%d: empty measurement under load: %+v", r.Scenario, r.Level, l)
+		}
 	}
 	var md bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
 	}
 	last := fmt.Sprintf("| SQLi GET | %d |", cfg.Levels[len(cfg.Levels)-1])
-	// One CPU row, one latency row, and one row per performance option.
-	if strings.Count(md.String(), last) != 2+len(Options()) {
+	// A CPU and a latency row one at a time and under load, and one row
+	// per performance option.
+	if strings.Count(md.String(), last) != 4+len(Options()) {
 		t.Errorf("report lacks the %q rows:\n%s", last, md.String())
 	}
 	if *reportPath != "" {

@@ -8,18 +8,21 @@ import (
 	"time"
 )
 
-// gatewayClient sends scenarios through an Envoy gateway over one
-// keep-alive connection, so that every request costs Envoy the same and no
-// connection setup lands in a latency sample.
+// gatewayClient sends scenarios through an Envoy gateway over keep-alive
+// connections, one per request in flight, so that every request costs
+// Envoy the same and no connection setup lands in a latency sample.
 type gatewayClient struct {
 	base   string
 	client *http.Client
 }
 
-func newGatewayClient(base string) *gatewayClient {
+// newGatewayClient keeps up to inFlight idle connections: with fewer, the
+// transport would close a connection after each concurrent request and
+// open a new one for the next.
+func newGatewayClient(base string, inFlight int) *gatewayClient {
 	return &gatewayClient{base: base, client: &http.Client{
 		Timeout:   10 * time.Second,
-		Transport: &http.Transport{MaxIdleConnsPerHost: 1, DisableCompression: true},
+		Transport: &http.Transport{MaxIdleConnsPerHost: max(inFlight, 1), DisableCompression: true},
 	}}
 }
 

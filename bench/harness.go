@@ -25,6 +25,9 @@ type Config struct {
 	// Options also compares Coraza's performance options with the agent's
 	// configuration in-process (options.go), after each scenario.
 	Options bool
+	// InFlight is how many requests the loaded measurement keeps in
+	// flight; default LoadInFlight.
+	InFlight int
 
 	RepoRoot  string          // meshwaf module root (required)
 	RunDir    string          // logs and generated configuration (required)
@@ -33,9 +36,10 @@ type Config struct {
 	Logf      func(format string, args ...any)
 }
 
-// Result holds the five measurements of one scenario at one level. The
-// meters are: InProcess this process; AgentFloor and Agent the agent;
-// Envoy the gateway's Envoy then the agent; EnvoyAlone the plain Envoy.
+// Result holds the measurements of one scenario at one level: five with
+// one request at a time, four under load. The meters are: InProcess the
+// in-process worker; AgentFloor and Agent the agent; Envoy the gateway's
+// Envoy then the agent; EnvoyAlone the plain Envoy.
 type Result struct {
 	Scenario   string
 	Level      int32
@@ -44,11 +48,13 @@ type Result struct {
 	Agent      Measurement // (b)
 	Envoy      Measurement // (c)
 	EnvoyAlone Measurement // (d)
+	Loaded     Loaded      // (a)–(d) with Config.InFlight requests in flight
 }
 
 // Report is everything a run found.
 type Report struct {
 	Budget   Budget
+	InFlight int // of the loaded measurement
 	Results  []Result
 	Profiles []Profile
 	Pacing   *Pacing
@@ -69,7 +75,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if len(cfg.Levels) == 0 {
 		cfg.Levels = []int32{1, 2}
 	}
-	rep := &Report{Budget: cfg.Budget, Started: time.Now(), LoadBefore: loadAverage()}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = LoadInFlight
+	}
+	rep := &Report{Budget: cfg.Budget, InFlight: cfg.InFlight, Started: time.Now(), LoadBefore: loadAverage()}
 	if cfg.Binaries == nil {
 		bins, err := stack.Build(ctx, cfg.RepoRoot, filepath.Join(cfg.RunDir, "bin"))
 		if err != nil {
@@ -89,20 +98,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	defer st.stop()
 
-	agent, err := dialAgent(fmt.Sprintf("127.0.0.1:%d", st.waf.Ports().Agent), st.waf.Ports().Gateway)
-	if err != nil {
-		return nil, err
-	}
-	defer agent.close()
-	gw, plain := newGatewayClient(st.waf.GatewayURL()), newGatewayClient(st.plain.GatewayURL())
-	defer gw.close()
-	defer plain.close()
-	pids := procs{agent: st.waf.PIDs().Agent, envoy: st.waf.PIDs().Envoy, plainEnvoy: st.plain.PIDs().Envoy}
 	w, err := startWorker()
 	if err != nil {
 		return nil, fmt.Errorf("in-process worker: %w", err)
 	}
 	defer w.stop()
+	tg, err := newTargets(st, w, cfg.InFlight)
+	if err != nil {
+		return nil, err
+	}
+	defer tg.close()
 	ow, err := startOptionWorkers(w)
 	if err != nil {
 		return nil, err
@@ -124,7 +129,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, fmt.Errorf("PL%d: %w", pl, err)
 			}
 			cfg.Logf("measuring %s at PL%d", sc.Name, pl)
-			res, err := measureAll(cfg.Budget, sc, pl, w, agent, gw, plain, pids)
+			res, err := measureAll(cfg.Budget, sc, pl, tg)
 			if err != nil {
 				return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
 			}
@@ -140,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if cfg.Profile && pl == cfg.Levels[0] {
 			t := profileTarget{sc: profileScenario(), scIndex: scenarioIndex(profileScenario()), level: pl, worker: w,
-				agent: agent, agentURL: st.waf.AgentURL(), agentPID: pids.agent}
+				agent: tg.agent, agentURL: st.waf.AgentURL(), agentPID: tg.pids.agent}
 			if err := profileAndPace(ctx, cfg, rep, t); err != nil {
 				return nil, err
 			}
@@ -155,6 +160,42 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 }
 
 type procs struct{ agent, envoy, plainEnvoy int }
+
+// targets are what every scenario is sent to: the in-process worker, the
+// agent, and the two gateways, once with a connection for one request at a
+// time and once with a connection per request in flight. The agent gets
+// one connection either way, as from Envoy (whose single worker thread,
+// integration/stack, multiplexes its ext_authz calls over one HTTP/2
+// connection).
+type targets struct {
+	worker                *worker
+	agent                 *authzClient
+	gw, plain             *gatewayClient
+	gwLoaded, plainLoaded *gatewayClient
+	pids                  procs
+	inFlight              int
+}
+
+func newTargets(st *stacks, w *worker, inFlight int) (*targets, error) {
+	agent, err := dialAgent(fmt.Sprintf("127.0.0.1:%d", st.waf.Ports().Agent), st.waf.Ports().Gateway)
+	if err != nil {
+		return nil, fmt.Errorf("dial agent: %w", err)
+	}
+	return &targets{
+		worker: w, agent: agent, inFlight: inFlight,
+		gw: newGatewayClient(st.waf.GatewayURL(), 1), plain: newGatewayClient(st.plain.GatewayURL(), 1),
+		gwLoaded:    newGatewayClient(st.waf.GatewayURL(), inFlight),
+		plainLoaded: newGatewayClient(st.plain.GatewayURL(), inFlight),
+		pids:        procs{agent: st.waf.PIDs().Agent, envoy: st.waf.PIDs().Envoy, plainEnvoy: st.plain.PIDs().Envoy},
+	}, nil
+}
+
+func (t *targets) close() {
+	for _, g := range []*gatewayClient{t.gw, t.plain, t.gwLoaded, t.plainLoaded} {
+		g.close()
+	}
+	_ = t.agent.close()
+}
 
 // agentPprofEnv turns the agent's --pprof on (cmd/agent).
 const agentPprofEnv = "MESHWAF_AGENT_PPROF"
@@ -207,28 +248,41 @@ func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarge
 	return nil
 }
 
-func measureAll(b Budget, sc Scenario, pl int32, w *worker, agent *authzClient, gw, plain *gatewayClient, p procs) (Result, error) {
-	host := plHost(pl)
+// measureAll measures one scenario at one level in every mode, one
+// request at a time and under load, all modes taking turns in the same
+// rounds so that drift is shared between the two as well.
+func measureAll(b Budget, sc Scenario, pl int32, t *targets) (Result, error) {
 	r := Result{Scenario: sc.Name, Level: pl}
-	scIndex := scenarioIndex(sc)
-	inProc := func(seq, k int) (latencies, int, error) {
-		res, err := w.run(batch{Level: pl, Scenario: scIndex, Count: k, Seq: seq})
-		return res.Latencies, res.Blocked, err
-	}
-	modes := []*mode{
-		{name: "(a) in-process", batch: inProc, meter: cpuMeter{w.pid()}, blocked: sc.Blocked},
-		{name: "(b) agent, no policy", batch: sequential(func(i int) (bool, error) { return agent.send(sc, noPolicyHost, i) }), meter: cpuMeter{p.agent}},
-		{name: "(b) agent", batch: sequential(func(i int) (bool, error) { return agent.send(sc, host, i) }), meter: cpuMeter{p.agent}, blocked: sc.Blocked},
-		{name: "(c) Envoy + agent", batch: sequential(func(i int) (bool, error) { return gw.send(sc, host, i) }), meter: cpuMeter{p.envoy, p.agent}, blocked: sc.Blocked},
-		{name: "(d) Envoy alone", batch: sequential(func(i int) (bool, error) { return plain.send(sc, host, i) }), meter: cpuMeter{p.plainEnvoy}},
-	}
+	modes := append(oneAtATimeModes(sc, pl, t), loadedModes(sc, pl, t)...)
 	if err := measureInterleaved(modes, b); err != nil {
 		return r, err
 	}
-	for i, into := range []*Measurement{&r.InProcess, &r.AgentFloor, &r.Agent, &r.Envoy, &r.EnvoyAlone} {
-		*into = modes[i].result()
+	into := []*Measurement{&r.InProcess, &r.AgentFloor, &r.Agent, &r.Envoy, &r.EnvoyAlone,
+		&r.Loaded.InProcess, &r.Loaded.Agent, &r.Loaded.Envoy, &r.Loaded.EnvoyAlone}
+	for i, m := range modes {
+		*into[i] = m.result()
 	}
 	return r, nil
+}
+
+func oneAtATimeModes(sc Scenario, pl int32, t *targets) []*mode {
+	host := plHost(pl)
+	return []*mode{
+		{name: "(a) in-process", batch: inProcBatch(t.worker, pl, sc, 1), meter: cpuMeter{t.worker.pid()}, blocked: sc.Blocked},
+		{name: "(b) agent, no policy", batch: sequential(func(i int) (bool, error) { return t.agent.send(sc, noPolicyHost, i) }), meter: cpuMeter{t.pids.agent}},
+		{name: "(b) agent", batch: sequential(func(i int) (bool, error) { return t.agent.send(sc, host, i) }), meter: cpuMeter{t.pids.agent}, blocked: sc.Blocked},
+		{name: "(c) Envoy + agent", batch: sequential(func(i int) (bool, error) { return t.gw.send(sc, host, i) }), meter: cpuMeter{t.pids.envoy, t.pids.agent}, blocked: sc.Blocked},
+		{name: "(d) Envoy alone", batch: sequential(func(i int) (bool, error) { return t.plain.send(sc, host, i) }), meter: cpuMeter{t.pids.plainEnvoy}},
+	}
+}
+
+// inProcBatch has the worker inspect a batch of sc at level pl with
+// inFlight requests in flight.
+func inProcBatch(w *worker, pl int32, sc Scenario, inFlight int) batchFunc {
+	return func(seq, k int) (latencies, int, error) {
+		res, err := w.run(batch{Level: pl, Scenario: scenarioIndex(sc), Count: k, Seq: seq, InFlight: inFlight})
+		return res.Latencies, res.Blocked, err
+	}
 }
 
 // checkScenario makes sure a benign scenario is benign at this level (a

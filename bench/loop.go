@@ -52,23 +52,16 @@ func (m Measurement) TotalCPUPerRequest() time.Duration {
 // returns each one's latency and how many were blocked.
 type batchFunc func(seq, k int) (lat latencies, blocked int, err error)
 
-// sequential turns a one-request sender into a batchFunc that times each
-// request from the client's side.
-func sequential(send sendFunc) batchFunc {
+// sequential turns a one-request sender into a batchFunc that sends one
+// request after another and times each from the client's side.
+func sequential(send sendFunc) batchFunc { return paced(0, send) }
+
+// paced is sequential with an idle pause before each request, outside the
+// request's timing (the pacing diagnostic, pacing.go).
+func paced(gap time.Duration, send sendFunc) batchFunc {
 	return func(seq, k int) (latencies, int, error) {
-		lat, blocked := make(latencies, 0, k), 0
-		for i := range k {
-			t := time.Now()
-			b, err := send(seq + i)
-			if err != nil {
-				return nil, 0, fmt.Errorf("request %d: %w", seq+i, err)
-			}
-			lat = append(lat, time.Since(t))
-			if b {
-				blocked++
-			}
-		}
-		return lat, blocked, nil
+		c := counter{pause: gap}
+		return c.drain(send, seq, k)
 	}
 }
 

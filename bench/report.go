@@ -44,13 +44,15 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 		runtime.NumCPU(), runtime.GOOS, runtime.GOARCH, runtime.Version())
 	b.WriteString(methodText)
 	fmt.Fprintf(&b, "Budget per measurement: %d warm-up requests, then about %s of requests (at least %d, at most %d), "+
-		"sent one at a time; the five modes take turns in %d rounds so that drift is shared. "+
+		"sent one at a time (and, for the section \"Under load\", %d at a time); the nine modes (five one at a time, four under load) "+
+		"take turns in %d rounds so that drift is shared. "+
 		"Load average before / after the run: %s / %s (2 CPUs; anything well above 0 means other work shared the machine).\n\n",
-		rep.Budget.Warmup, rep.Budget.Target, rep.Budget.Min, rep.Budget.Max, rep.Budget.Rounds, rep.LoadBefore, rep.LoadAfter)
+		rep.Budget.Warmup, rep.Budget.Target, rep.Budget.Min, rep.Budget.Max, rep.InFlight, rep.Budget.Rounds, rep.LoadBefore, rep.LoadAfter)
 
 	rep.writeGoals(&b)
 	rep.writeCPU(&b)
 	rep.writeLatency(&b)
+	rep.writeLoaded(&b)
 	rep.writeProfiles(&b)
 	rep.writeOptions(&b)
 	_, err := io.WriteString(w, b.String())
@@ -95,6 +97,7 @@ func (rep *Report) writeGoals(b *strings.Builder) {
 		goalCPURatio, verdict(cpuMet, n), worstCPU.cpuRatio(), worstCPU.Scenario, worstCPU.Level)
 	fmt.Fprintf(b, "| ((c) − (d)) p99 ≤ %.1f× (a) p99 | %s | %.2f× (%s, PL%d) |\n\n",
 		goalLatencyRatio, verdict(latMet, n), worstLat.latencyRatio(), worstLat.Scenario, worstLat.Level)
+	rep.writeLoadedGoalLine(b)
 	rep.writeExtra(b)
 }
 
@@ -102,28 +105,45 @@ func (rep *Report) writeGoals(b *strings.Builder) {
 // about constant amount is what makes the ratio goal depend on how
 // expensive the inspection itself is.
 func (rep *Report) writeExtra(b *strings.Builder) {
-	var small, large []time.Duration
-	for _, r := range rep.Results {
-		extra := r.Agent.TotalCPUPerRequest() - r.InProcess.TotalCPUPerRequest()
-		if r.InProcess.TotalCPUPerRequest() < smallInspection {
+	small, large := extras(rep.Results, oneAtATime)
+	if len(small) == 0 {
+		return
+	}
+	fmt.Fprintf(b, "What (b) costs more than (a) does not grow with the inspection. Where Coraza needs under %s ms, "+
+		"it is %s", ms(smallInspection), spread(small))
+	if len(large) > 0 {
+		fmt.Fprintf(b, "; for the large bodies it is lost in their run-to-run noise (%s to %s ms)", ms(large[0]), ms(large[len(large)-1]))
+	}
+	b.WriteString(". A fixed amount meets a ratio goal where Coraza's own cost dwarfs it and misses it for inspections " +
+		"of a millisecond or two; \"Where the CPU goes\" shows what it is made of.\n\n")
+}
+
+// pick chooses the (a) and (b) measurements of a result to compare.
+type pick func(Result) (a, b Measurement)
+
+func oneAtATime(r Result) (Measurement, Measurement) { return r.InProcess, r.Agent }
+func underLoad(r Result) (Measurement, Measurement)  { return r.Loaded.InProcess, r.Loaded.Agent }
+
+// extras are the CPU per request (b) costs more than (a), sorted, split
+// into the cases where Coraza needs under smallInspection and the others.
+func extras(rs []Result, p pick) (small, large []time.Duration) {
+	for _, r := range rs {
+		a, g := p(r)
+		extra := g.TotalCPUPerRequest() - a.TotalCPUPerRequest()
+		if a.TotalCPUPerRequest() < smallInspection {
 			small = append(small, extra)
 		} else {
 			large = append(large, extra)
 		}
 	}
-	if len(small) == 0 {
-		return
-	}
 	slices.Sort(small)
-	fmt.Fprintf(b, "What (b) costs more than (a) does not grow with the inspection. Where Coraza needs under %s ms, "+
-		"it is %s to %s ms per request (median %s ms)",
-		ms(smallInspection), ms(small[0]), ms(small[len(small)-1]), ms(small[len(small)/2]))
-	if len(large) > 0 {
-		slices.Sort(large)
-		fmt.Fprintf(b, "; for the large bodies it is lost in their run-to-run noise (%s to %s ms)", ms(large[0]), ms(large[len(large)-1]))
-	}
-	b.WriteString(". A fixed amount meets a ratio goal where Coraza's own cost dwarfs it and misses it for inspections " +
-		"of a millisecond or two; \"Where the CPU goes\" shows what it is made of.\n\n")
+	slices.Sort(large)
+	return small, large
+}
+
+// spread describes sorted durations as their range and median.
+func spread(d []time.Duration) string {
+	return fmt.Sprintf("%s to %s ms per request (median %s ms)", ms(d[0]), ms(d[len(d)-1]), ms(d[len(d)/2]))
 }
 
 // smallInspection separates the cases whose (b) − (a) is readable from

@@ -37,6 +37,11 @@ type batch struct {
 	// Gap is an idle pause before each request, for the diagnostic that
 	// paces (a) like requests arriving over the network.
 	Gap time.Duration `json:"gap,omitempty"`
+	// InFlight inspects with this many goroutines sharing the WAF, each
+	// taking the next request as soon as its last is done, as the agent
+	// inspects concurrent requests (the loaded measurement, load.go); 0 or
+	// 1 inspects one request after another.
+	InFlight int `json:"inFlight,omitempty"`
 }
 
 // batchResult is the worker's answer: wall time per request, and how many
@@ -87,7 +92,6 @@ func runBatch(wafs map[wafKey]inProcess, b batch) batchResult {
 		return batchResult{Error: fmt.Sprintf("no scenario %d", b.Scenario)}
 	}
 	sc := scenarios[b.Scenario]
-	res := batchResult{Latencies: make([]time.Duration, 0, b.Count)}
 	if b.Profile != "" {
 		stop, err := startCPUProfile(b.Profile)
 		if err != nil {
@@ -95,21 +99,16 @@ func runBatch(wafs map[wafKey]inProcess, b batch) batchResult {
 		}
 		defer stop()
 	}
-	for i := range b.Count {
-		if b.Gap > 0 {
-			time.Sleep(b.Gap)
-		}
-		start := time.Now()
-		blocked, err := local.send(sc, b.Seq+i)
-		res.Latencies = append(res.Latencies, time.Since(start))
-		if err != nil {
-			return batchResult{Error: err.Error()}
-		}
-		if blocked {
-			res.Blocked++
-		}
+	inspect := func(seq int) (bool, error) { return local.send(sc, seq) }
+	run := closedLoop(b.InFlight, inspect)
+	if b.Gap > 0 {
+		run = paced(b.Gap, inspect)
 	}
-	return res
+	lat, blocked, err := run(b.Seq, b.Count)
+	if err != nil {
+		return batchResult{Error: err.Error()}
+	}
+	return batchResult{Latencies: lat, Blocked: blocked}
 }
 
 // worker is the parent's handle on a worker process.

@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"errors"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const requestTime = 20 * time.Millisecond
+
+// probe is a sendFunc that records which requests it got and how many
+// were in flight at most.
+type probe struct {
+	mu              sync.Mutex
+	seqs            []int
+	active, maxSeen int
+	failAt          int // a request number to fail, or -1
+}
+
+func (p *probe) send(seq int) (bool, error) {
+	p.mu.Lock()
+	p.seqs = append(p.seqs, seq)
+	p.active++
+	p.maxSeen = max(p.maxSeen, p.active)
+	p.mu.Unlock()
+	// Long enough for every sender to start its request meanwhile, even
+	// on a busy machine under -race.
+	time.Sleep(requestTime)
+	p.mu.Lock()
+	p.active--
+	p.mu.Unlock()
+	if seq == p.failAt {
+		return false, errors.New("boom")
+	}
+	return seq%2 == 0, nil
+}
+
+func TestClosedLoopKeepsNInFlight(t *testing.T) {
+	tests := map[string]struct {
+		n, k, wantMax int
+	}{
+		"one at a time":                 {n: 1, k: 6, wantMax: 1},
+		"two in flight":                 {n: 2, k: 10, wantMax: 2},
+		"four in flight":                {n: 4, k: 12, wantMax: 4},
+		"fewer requests than in flight": {n: 4, k: 2, wantMax: 2},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			p := &probe{failAt: -1}
+			lat, blocked, err := closedLoop(tc.n, p.send)(100, tc.k)
+			if err != nil {
+				t.Fatal(err)
+			}
+			slices.Sort(p.seqs)
+			var want []int
+			for i := range tc.k {
+				want = append(want, 100+i)
+			}
+			if !slices.Equal(p.seqs, want) {
+				t.Errorf("sent %v, want each of %v once", p.seqs, want)
+			}
+			if len(lat) != tc.k || blocked != (tc.k+1)/2 {
+				t.Errorf("%d latencies and %d blocked, want %d and %d", len(lat), blocked, tc.k, (tc.k+1)/2)
+			}
+			if p.maxSeen != tc.wantMax {
+				t.Errorf("at most %d in flight, want %d", p.maxSeen, tc.wantMax)
+			}
+			if slices.Min(lat) < requestTime {
+				t.Errorf("latency %v shorter than the request", slices.Min(lat))
+			}
+		})
+	}
+}
+
+func TestClosedLoopStopsAtTheFirstError(t *testing.T) {
+	p := &probe{failAt: 3}
+	_, _, err := closedLoop(2, p.send)(0, 100)
+	if err == nil || !strings.Contains(err.Error(), "request 3: boom") {
+		t.Fatalf("err = %v, want request 3's", err)
+	}
+	// The other sender stops at its next request: it may have one or two
+	// in flight while request 3 fails, but must not go on to the 100th.
+	if len(p.seqs) > 20 {
+		t.Errorf("%d requests sent after a failure at the 4th", len(p.seqs))
+	}
+}
+
+func TestPacedPausesOutsideTheTiming(t *testing.T) {
+	p := &probe{failAt: -1}
+	start := time.Now()
+	const pause = 100 * time.Millisecond
+	lat, _, err := paced(pause, p.send)(0, 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if took := time.Since(start); took < 3*(pause+requestTime) {
+		t.Errorf("3 requests with %v pauses took %v", pause, took)
+	}
+	if slices.Max(lat) >= pause {
+		t.Errorf("latency %v includes the pause", slices.Max(lat))
+	}
+}
+
+// cpuOnly is a measurement of one request that cost cpu.
+func cpuOnly(cpu time.Duration) Measurement {
+	return Measurement{Requests: 1, CPU: []time.Duration{cpu}}
+}
+
+func TestLoadedSectionClaimsTheRatioOnlyWhenEveryCaseMeetsIt(t *testing.T) {
+	loaded := func(a, b time.Duration) Result {
+		// One at a time, (b) is 1.5× (a): the goal line must not follow
+		// the loaded numbers.
+		return Result{Scenario: "benign GET", Level: 1, InProcess: cpuOnly(2 * time.Millisecond), Agent: cpuOnly(3 * time.Millisecond),
+			Loaded: Loaded{InProcess: cpuOnly(a), Agent: cpuOnly(b)}}
+	}
+	ms := time.Millisecond
+	tests := map[string]struct {
+		results  []Result
+		want     []string
+		dontWant string
+	}{
+		"every case within 1.1×": {
+			results:  []Result{loaded(2*ms, 2100*time.Microsecond), loaded(10*ms, 10*ms)},
+			want:     []string{"in all 2 cases (worst 1.05×", "(b) ≤ 1.1× (a) in CPU per request holds: 2 of 2 cases"},
+			dontWant: "only",
+		},
+		"one case above": {
+			results:  []Result{loaded(2*ms, 2100*time.Microsecond), loaded(2*ms, 2400*time.Microsecond)},
+			want:     []string{"in 1 of 2 cases only (worst 1.20×", "does not hold: 1 of 2 cases"},
+			dontWant: "in all",
+		},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			rep := &Report{InFlight: 2, Results: tc.results}
+			var b strings.Builder
+			rep.writeGoals(&b)
+			rep.writeLoaded(&b)
+			got := b.String()
+			// The goal table is one at a time, where (b) is 1.5× (a).
+			if !strings.Contains(got, "| 0 of 2 cases: **not met** | 1.50×") {
+				t.Errorf("goal table does not show the one-at-a-time ratio:\n%s", got)
+			}
+			for _, w := range tc.want {
+				if !strings.Contains(got, w) {
+					t.Errorf("report lacks %q:\n%s", w, got)
+				}
+			}
+			if strings.Contains(got, tc.dontWant) {
+				t.Errorf("report says %q:\n%s", tc.dontWant, got)
+			}
+		})
+	}
+}
