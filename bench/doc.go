@@ -15,7 +15,11 @@
 // CPU per request is process CPU (utime+stime from /proc/<pid>/stat) over
 // a loop of sequential requests, divided by their number; latency is the
 // client's wall time per request (for (a), the worker's time per
-// transaction).
+// transaction). The same modes are also measured under load (load.go):
+// LoadInFlight requests in flight in a closed loop, (a) inspecting from as
+// many goroutines, taking turns with the one-at-a-time modes in the same
+// rounds. Issue 4's goals are evaluated one at a time; the loaded numbers
+// are reported next to them.
 // Everything runs on loopback with bounded request counts.
 //
 // A full run also profiles (a) and (b) for one scenario (Go's CPU profiler

@@ -82,6 +82,7 @@ over the requests completed. Latency now includes waiting for a CPU, behind the 
 and, in (b)–(d), behind the client and Envoy: it tells how long a request takes under this load,
 not what an inspection costs, and compares with neither the one-at-a-time latencies nor the
 latency goal. The (b) floor is not measured under load.
+
 `
 
 // writeLoadedFinding says whether the CPU ratio holds under load in every
@@ -95,7 +96,7 @@ func (rep *Report) writeLoadedFinding(b *strings.Builder) {
 			"That is a fact about a busy agent; issue 4's goal is measured one at a time and is evaluated there.",
 			goalCPURatio, n, worst.Loaded.cpuRatio(), worst.Scenario, worst.Level)
 	} else {
-		fmt.Fprintf(b, "Measured under this load, (b) ≤ %.1f× (a) in CPU per request in %d of %d cases only (worst %.2f×, %s, PL%d).",
+		fmt.Fprintf(b, "Measured under this load, (b) is within %.1f× (a) in CPU per request in %d of %d cases, not all (worst %.2f×, %s, PL%d).",
 			goalCPURatio, met, n, worst.Loaded.cpuRatio(), worst.Scenario, worst.Level)
 	}
 	small, _ := extras(rep.Results, underLoad)
