@@ -145,7 +145,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		if cfg.Profile && pl == cfg.Levels[0] {
 			t := profileTarget{sc: profileScenario(), scIndex: scenarioIndex(profileScenario()), level: pl, worker: w,
-				agent: tg.agent, agentURL: st.waf.AgentURL(), agentPID: tg.pids.agent}
+				agent: tg.agent, agentURL: st.waf.AgentURL(), agentPID: tg.pids.agent, inFlight: cfg.InFlight}
 			if err := profileAndPace(ctx, cfg, rep, t); err != nil {
 				return nil, err
 			}

@@ -19,7 +19,8 @@ import (
 // Profile is where one process's CPU went while it served the profiled
 // scenario: a listing, the share spent evaluating Coraza rules (-1 when the
 // listing lacks it), the CPU per request by category, and the kernel's
-// event counts per request (nil without perf).
+// event counts per request (nil without perf), one at a time and under
+// load.
 type Profile struct {
 	Title       string
 	Text        string
@@ -27,6 +28,8 @@ type Profile struct {
 	Requests    int
 	Breakdown   breakdown
 	Counters    counters
+	// LoadedCounters are Counters with requests in flight (loadcounters.go).
+	LoadedCounters counters
 }
 
 // ruleEvalSymbol is Coraza's per-phase rule loop: everything under it is
@@ -72,6 +75,7 @@ type profileTarget struct {
 	agent    *authzClient
 	agentURL string // the agent's HTTP address, serving /debug/pprof
 	agentPID int
+	inFlight int // for the event counts under load
 }
 
 // profile records where (a)'s and (b)'s CPU goes while each serves the
@@ -89,6 +93,7 @@ func profile(ctx context.Context, dir string, t profileTarget) []Profile {
 	b.record(ctx, t.agentPID, filepath.Join(dir, "agent.pprof"), func(path string) (int, error) {
 		return profileAgent(ctx, t, path)
 	})
+	a.LoadedCounters, b.LoadedCounters = countLoadedEvents(t)
 	return []Profile{a, b}
 }
 

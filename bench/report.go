@@ -220,7 +220,7 @@ func (rep *Report) writeProfiles(b *strings.Builder) {
 	b.WriteString("\n## Where the CPU goes\n\n")
 	if len(rep.Profiles) == 2 {
 		writeBreakdown(b, rep.Profiles[0], rep.Profiles[1])
-		writeCounters(b, rep.Profiles[0], rep.Profiles[1])
+		writeCounters(b, rep.Profiles[0], rep.Profiles[1], rep.InFlight)
 	}
 	rep.writePacing(b)
 	for _, p := range rep.Profiles {
@@ -242,15 +242,25 @@ func writeBreakdown(b *strings.Builder, a, g Profile) {
 		us(g.Breakdown.total()-a.Breakdown.total()))
 }
 
-func writeCounters(b *strings.Builder, a, g Profile) {
+func writeCounters(b *strings.Builder, a, g Profile, inFlight int) {
 	if a.Counters == nil || g.Counters == nil {
 		b.WriteString("Kernel event counts: not recorded (perf stat unavailable).\n\n")
 		return
 	}
-	b.WriteString("Kernel events per request (perf stat, software events, over the same requests):\n\n")
-	b.WriteString("| event | (a) in-process | (b) agent |\n|---|---:|---:|\n")
+	if a.LoadedCounters == nil || g.LoadedCounters == nil {
+		b.WriteString("Kernel events per request (perf stat, software events, over the same requests):\n\n")
+		b.WriteString("| event | (a) in-process | (b) agent |\n|---|---:|---:|\n")
+		for _, e := range perfEvents {
+			fmt.Fprintf(b, "| %s | %.2f | %.2f |\n", e, a.Counters[e], g.Counters[e])
+		}
+		b.WriteString("\n")
+		return
+	}
+	fmt.Fprintf(b, "Kernel events per request (perf stat, software events, over the same requests; under load, over %d "+
+		"more requests of each with %d in flight):\n\n", loadedEventRequests, inFlight)
+	b.WriteString("| event | (a) in-process | (b) agent | (a) under load | (b) under load |\n|---|---:|---:|---:|---:|\n")
 	for _, e := range perfEvents {
-		fmt.Fprintf(b, "| %s | %.2f | %.2f |\n", e, a.Counters[e], g.Counters[e])
+		fmt.Fprintf(b, "| %s | %.2f | %.2f | %.2f | %.2f |\n", e, a.Counters[e], g.Counters[e], a.LoadedCounters[e], g.LoadedCounters[e])
 	}
 	b.WriteString("\n")
 }
