@@ -34,6 +34,10 @@ type Snapshot struct {
 	Gateways []Gateway
 	// HostPolicies are keyed by agentapi.ResourceName.
 	HostPolicies map[string]*agentapi.HostPolicy
+	// EncodedHostPolicies holds each host policy's EncodeHostPolicy bytes,
+	// by the same names: what Version hashes and what agents are sent, so
+	// a rebuild encodes every host policy once.
+	EncodedHostPolicies map[string][]byte
 	// Policies is the observed status of every WAFPolicy.
 	Policies []PolicyStatus
 
@@ -137,12 +141,27 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 		g.PolicyDigest = policyDigest(snap.HostPolicies, g.ID)
 		snap.Gateways = append(snap.Gateways, *g)
 	}
-	version, err := snap.digest()
-	if err != nil {
-		return nil, err
+	snap.EncodedHostPolicies = make(map[string][]byte, len(snap.HostPolicies))
+	for name, hp := range snap.HostPolicies {
+		b, err := EncodeHostPolicy(hp)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", name, err)
+		}
+		snap.EncodedHostPolicies[name] = b
 	}
-	snap.Version = version
+	snap.Version = snap.digest()
 	return snap, nil
+}
+
+// EncodeHostPolicy is a host policy's wire form. It is deterministic, so
+// equal content has equal bytes, and so an equal version wherever it is
+// hashed: in Version, and as the agents' resource version.
+func EncodeHostPolicy(hp *agentapi.HostPolicy) ([]byte, error) {
+	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(hp)
+	if err != nil {
+		return nil, fmt.Errorf("encoding host policy: %w", err)
+	}
+	return b, nil
 }
 
 // add folds one host policy into what the gateway's filter must allow.
@@ -177,14 +196,11 @@ func policyDigest(hostPolicies map[string]*agentapi.HostPolicy, gateway string) 
 }
 
 // digest hashes everything the snapshot serves, in a fixed order.
-func (s *Snapshot) digest() (string, error) {
+func (s *Snapshot) digest() string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\x00%s\x00", s.config.AgentCluster, s.config.AgentTimeout)
-	for _, name := range slices.Sorted(maps.Keys(s.HostPolicies)) {
-		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(s.HostPolicies[name])
-		if err != nil {
-			return "", fmt.Errorf("hashing %s: %w", name, err)
-		}
+	for _, name := range slices.Sorted(maps.Keys(s.EncodedHostPolicies)) {
+		b := s.EncodedHostPolicies[name]
 		fmt.Fprintf(h, "%s\x00%d\x00", name, len(b))
 		h.Write(b)
 	}
@@ -196,5 +212,5 @@ func (s *Snapshot) digest() (string, error) {
 	for _, p := range s.Policies {
 		fmt.Fprintf(h, "%+v\x00", p)
 	}
-	return hex.EncodeToString(h.Sum(nil))[:16], nil
+	return hex.EncodeToString(h.Sum(nil))[:16]
 }

@@ -21,7 +21,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/meshwaf/meshwaf/agentapi"
 	"github.com/meshwaf/meshwaf/snapshot"
@@ -120,13 +119,7 @@ func (s *Server) Update(ctx context.Context, snap *snapshot.Snapshot) error {
 	for key, node := range s.nodes {
 		errs = append(errs, s.setNodeConfig(ctx, key, node, snap))
 	}
-	resources := make(map[string]proto.Message, len(snap.HostPolicies))
-	for name, hp := range snap.HostPolicies {
-		resources[name] = hp
-	}
-	if _, err := s.policies.Publish(resources); err != nil {
-		errs = append(errs, err)
-	}
+	s.policies.Publish(snap.EncodedHostPolicies)
 	s.current.Store(snap)
 	s.metrics.snapshots.Inc()
 	s.firstOnce.Do(func() { close(s.first) })

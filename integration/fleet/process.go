@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/snapshot"
 	"github.com/meshwaf/meshwaf/xds/feed"
 )
 
@@ -134,13 +135,6 @@ type ServedSnapshot struct {
 
 // Snapshot reads /debug/snapshot.
 func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
-	code, body, err := c.get(ctx, "/debug/snapshot")
-	if err != nil {
-		return nil, err
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/debug/snapshot: HTTP %d", code)
-	}
 	var view struct {
 		Version      string                     `json:"version"`
 		HostPolicies map[string]json.RawMessage `json:"hostPolicies"`
@@ -150,8 +144,8 @@ func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
 			Unresolved []string `json:"unresolved"`
 		} `json:"policies"`
 	}
-	if err := json.Unmarshal(body, &view); err != nil {
-		return nil, fmt.Errorf("/debug/snapshot: %w", err)
+	if err := c.getJSON(ctx, "/debug/snapshot", &view); err != nil {
+		return nil, err
 	}
 	out := &ServedSnapshot{Version: view.Version, Versions: make(map[string]string, len(view.HostPolicies))}
 	for name, raw := range view.HostPolicies {
@@ -159,11 +153,11 @@ func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
 		if err := protojson.Unmarshal(raw, hp); err != nil {
 			return nil, fmt.Errorf("/debug/snapshot %s: %w", name, err)
 		}
-		version, err := feed.VersionOf(hp)
+		body, err := snapshot.EncodeHostPolicy(hp)
 		if err != nil {
 			return nil, err
 		}
-		out.Versions[name] = version
+		out.Versions[name] = feed.VersionOf(body)
 	}
 	for _, p := range view.Policies {
 		for _, problem := range append(p.Conflicts, p.Unresolved...) {
@@ -171,6 +165,21 @@ func (c *ControlPlane) Snapshot(ctx context.Context) (*ServedSnapshot, error) {
 		}
 	}
 	return out, nil
+}
+
+// getJSON decodes the JSON answer of a GET of path into v.
+func (c *ControlPlane) getJSON(ctx context.Context, path string, v any) error {
+	code, body, err := c.get(ctx, path)
+	if err != nil {
+		return err
+	}
+	if code != http.StatusOK {
+		return fmt.Errorf("%s: HTTP %d", path, code)
+	}
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return nil
 }
 
 // PolicyAgents is one policy's line of /debug/convergence.
@@ -183,20 +192,11 @@ type PolicyAgents struct {
 
 // Convergence reads /debug/convergence, by policy ("namespace/name").
 func (c *ControlPlane) Convergence(ctx context.Context) (map[string]PolicyAgents, error) {
-	code, body, err := c.get(ctx, "/debug/convergence")
-	if err != nil {
-		return nil, err
-	}
-	if code != http.StatusOK {
-		return nil, fmt.Errorf("/debug/convergence: HTTP %d", code)
-	}
 	var view struct {
 		Policies map[string]PolicyAgents `json:"policies"`
 	}
-	if err := json.Unmarshal(body, &view); err != nil {
-		return nil, fmt.Errorf("/debug/convergence: %w", err)
-	}
-	return view.Policies, nil
+	err := c.getJSON(ctx, "/debug/convergence", &view)
+	return view.Policies, err
 }
 
 // PolicyName is the "namespace/name" of the layout's policy i.

@@ -3,8 +3,6 @@ package feed
 import (
 	"cmp"
 	"context"
-	"errors"
-	"fmt"
 	"log/slog"
 	"runtime"
 	"slices"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/proto"
 )
 
 // Config configures a Feed.
@@ -74,33 +71,22 @@ func New(cfg Config) *Feed {
 // Current is the newest generation.
 func (f *Feed) Current() *Generation { return f.current.Load() }
 
-// Publish makes resources (by name) the served state. Only resources whose
-// encoding changed, and removals, travel to subscribers; if nothing
-// changed, no generation is made and the current one is returned.
-func (f *Feed) Publish(resources map[string]proto.Message) (*Generation, error) {
-	encoded := make(map[string][]byte, len(resources))
-	var errs []error
-	for name, m := range resources {
-		b, err := encodeResource(m)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", name, err))
-			continue
-		}
-		encoded[name] = b
-	}
-	if err := errors.Join(errs...); err != nil {
-		return f.Current(), err
-	}
+// Publish makes resources the served state: each resource's encoding,
+// deterministic so that equal content has equal bytes, by name. Only
+// resources whose encoding changed, and removals, travel to subscribers;
+// if nothing changed, no generation is made and the current one is
+// returned. The feed keeps the bytes; the caller must not change them.
+func (f *Feed) Publish(encoded map[string][]byte) *Generation {
 	f.publishMu.Lock()
 	defer f.publishMu.Unlock()
 	prev := f.current.Load()
 	g := prev.next(f.cfg.TypeURL, encoded)
 	if g == nil {
-		return prev, nil
+		return prev
 	}
 	f.current.Store(g)
 	close(prev.superseded)
-	return g, nil
+	return g
 }
 
 // Stream is the server side of a delta xDS stream, as gRPC gives it.

@@ -3,14 +3,12 @@ package feed
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"fmt"
 	"maps"
 	"slices"
 	"strings"
 	"sync"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 )
 
@@ -64,9 +62,6 @@ func emptyGeneration() *Generation {
 
 // Version is the generation's number; the first publication is 1.
 func (g *Generation) Version() uint64 { return g.version }
-
-// Len is the number of resources.
-func (g *Generation) Len() int { return len(g.entries) }
 
 // ChangedAt is the generation at which name's content last changed, or 0
 // if the feed does not hold name.
@@ -163,24 +158,8 @@ func hashOf(body []byte) string {
 	return hex.EncodeToString(sum[:8])
 }
 
-// encodeResource serializes m deterministically, so that equal content
-// gets an equal version.
-func encodeResource(m proto.Message) ([]byte, error) {
-	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
-	if err != nil {
-		return nil, fmt.Errorf("encoding %T: %w", m, err)
-	}
-	return b, nil
-}
-
-// VersionOf is the version the feed gives m.
-func VersionOf(m proto.Message) (string, error) {
-	b, err := encodeResource(m)
-	if err != nil {
-		return "", err
-	}
-	return hashOf(b), nil
-}
+// VersionOf is the version the feed gives a resource encoded as body.
+func VersionOf(body []byte) string { return hashOf(body) }
 
 // changedSince lists the names updated or removed after generation from,
 // sorted; ok is false when the log no longer reaches back to from.

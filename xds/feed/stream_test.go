@@ -55,21 +55,17 @@ func serve(t *testing.T, f *Feed) discovery.AggregatedDiscoveryServiceClient {
 	return discovery.NewAggregatedDiscoveryServiceClient(conn)
 }
 
-func things(kv ...string) map[string]proto.Message {
-	out := map[string]proto.Message{}
+// things encodes name, content pairs as StringValues.
+func things(kv ...string) map[string][]byte {
+	out := map[string][]byte{}
 	for i := 0; i+1 < len(kv); i += 2 {
-		out[kv[i]] = wrapperspb.String(kv[i+1])
+		b, err := proto.Marshal(wrapperspb.String(kv[i+1]))
+		if err != nil {
+			panic(err)
+		}
+		out[kv[i]] = b
 	}
 	return out
-}
-
-func mustPublish(t *testing.T, f *Feed, resources map[string]proto.Message) *Generation {
-	t.Helper()
-	g, err := f.Publish(resources)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return g
 }
 
 type subscriber struct {
@@ -154,7 +150,7 @@ func waitStatus(t *testing.T, f *Feed, cond func(StreamStatus) bool) StreamStatu
 
 func TestFreshSubscribersShareOneEncodedResponse(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	g := mustPublish(t, f, things("a", "1", "b", "1", "c", "1"))
+	g := f.Publish(things("a", "1", "b", "1", "c", "1"))
 	client := serve(t, f)
 	var nonces []string
 	for i := range 3 {
@@ -182,12 +178,12 @@ func TestFreshSubscribersShareOneEncodedResponse(t *testing.T) {
 // response carries everything that changed meanwhile.
 func TestOneResponseInFlightCarriesEverythingSince(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	mustPublish(t, f, things("a", "1", "b", "1"))
+	f.Publish(things("a", "1", "b", "1"))
 	sub := subscribe(t, serve(t, f), "agent", nil)
 	first := sub.recv()
 
-	mustPublish(t, f, things("a", "2", "b", "1"))
-	mustPublish(t, f, things("a", "2", "c", "1"))
+	f.Publish(things("a", "2", "b", "1"))
+	f.Publish(things("a", "2", "c", "1"))
 	waitStatus(t, f, func(st StreamStatus) bool { return st.Sent == 1 && st.Acked == 0 })
 
 	sub.ack(first, "")
@@ -210,7 +206,7 @@ func TestOneResponseInFlightCarriesEverythingSince(t *testing.T) {
 
 func TestStaleNonceIsIgnored(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	mustPublish(t, f, things("a", "1"))
+	f.Publish(things("a", "1"))
 	sub := subscribe(t, serve(t, f), "agent", nil)
 	resp := sub.recv()
 	sub.ack(&discovery.DeltaDiscoveryResponse{Nonce: "0-1-from-an-older-stream"}, "")
@@ -224,7 +220,7 @@ func TestStaleNonceIsIgnored(t *testing.T) {
 
 func TestResumeSendsOnlyTheDifference(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	g := mustPublish(t, f, things("a", "1", "b", "1"))
+	g := f.Publish(things("a", "1", "b", "1"))
 	client := serve(t, f)
 
 	t.Run("in sync: an empty answer", func(t *testing.T) {
@@ -266,7 +262,7 @@ func waitCount(t *testing.T, f *Feed, n int) {
 // refusal stands until a later response carries that resource again.
 func TestNACKRecordsRejectedResources(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	mustPublish(t, f, things("a", "1", "b", "1"))
+	f.Publish(things("a", "1", "b", "1"))
 	sub := subscribe(t, serve(t, f), "agent", nil)
 	sub.ack(sub.recv(), "a: does not compile")
 	st := waitStatus(t, f, func(st StreamStatus) bool { return st.NACKs == 1 })
@@ -277,21 +273,21 @@ func TestNACKRecordsRejectedResources(t *testing.T) {
 		t.Fatalf("counted %d NACKs, want 1", c.NACKs)
 	}
 
-	mustPublish(t, f, things("a", "1", "b", "2"))
+	f.Publish(things("a", "1", "b", "2"))
 	resp := sub.recv()
 	sub.ack(resp, "")
 	st = waitStatus(t, f, func(st StreamStatus) bool { return st.Acked == 2 })
 	if st.Rejected["a"] == "" {
 		t.Fatal("an ACK of a response without a cleared the rejection of a")
 	}
-	mustPublish(t, f, things("a", "2", "b", "2"))
+	f.Publish(things("a", "2", "b", "2"))
 	sub.ack(sub.recv(), "")
 	st = waitStatus(t, f, func(st StreamStatus) bool { return st.Acked == 3 })
 	if len(st.Rejected) != 0 {
 		t.Fatalf("a was accepted again but is still rejected: %+v", st.Rejected)
 	}
 
-	mustPublish(t, f, things("a", "3", "b", "3"))
+	f.Publish(things("a", "3", "b", "3"))
 	sub.ack(sub.recv(), "something went wrong")
 	st = waitStatus(t, f, func(st StreamStatus) bool { return st.NACKs == 2 })
 	if len(st.Rejected) != 2 {
@@ -301,11 +297,11 @@ func TestNACKRecordsRejectedResources(t *testing.T) {
 
 func TestTooFarBehindResyncs(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	mustPublish(t, f, things("a", "0"))
+	f.Publish(things("a", "0"))
 	sub := subscribe(t, serve(t, f), "agent", nil)
 	first := sub.recv()
 	for i := range maxLogGenerations + 1 {
-		mustPublish(t, f, things("a", fmt.Sprint(i+1)))
+		f.Publish(things("a", fmt.Sprint(i+1)))
 	}
 	sub.ack(first, "")
 	_, err := sub.stream.Recv()
@@ -319,7 +315,7 @@ func TestTooFarBehindResyncs(t *testing.T) {
 
 func TestBadSubscriptionsAreRefused(t *testing.T) {
 	f := New(Config{TypeURL: thingType, FirstRequestTimeout: 100 * time.Millisecond})
-	mustPublish(t, f, things("a", "1"))
+	f.Publish(things("a", "1"))
 	client := serve(t, f)
 	tests := map[string]struct {
 		req  *discovery.DeltaDiscoveryRequest
@@ -361,14 +357,14 @@ func TestBadSubscriptionsAreRefused(t *testing.T) {
 // it gets its resume response and ACKs that.
 func TestReconnectWithStaleNonce(t *testing.T) {
 	f := New(Config{TypeURL: thingType})
-	g := mustPublish(t, f, things("a", "1", "b", "1"))
+	g := f.Publish(things("a", "1", "b", "1"))
 	client := serve(t, f)
 	old := subscribe(t, client, "agent", nil)
 	stale := old.recv()
 	old.stream.CloseSend()
 	waitCount(t, f, 0)
 
-	mustPublish(t, f, things("a", "2", "b", "1"))
+	f.Publish(things("a", "2", "b", "1"))
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	stream, err := client.DeltaAggregatedResources(ctx)
