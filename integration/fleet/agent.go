@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/xds/feed"
 )
 
 // Options are what every agent of a fleet shares.
@@ -100,7 +101,9 @@ func NewAgent(node string, opts Options, b Behaviour) (*Agent, error) {
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithContextDialer(dialer(&a.counters)),
 		grpc.WithStatsHandler(wireStats{&a.counters}),
-		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(newRawCodec())),
+		// Responses arrive as raw bytes (feed.Raw) and are scanned in place
+		// (wire.go).
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(feed.Codec())),
 	}, opts.DialOptions...)
 	conn, err := grpc.NewClient(opts.Address, dial...)
 	if err != nil {
@@ -181,12 +184,12 @@ func (a *Agent) session(ctx context.Context, ads discovery.AggregatedDiscoverySe
 			case <-time.After(a.behaviour.ReadDelay):
 			}
 		}
-		var raw rawMessage
+		var raw feed.Raw
 		if err := stream.RecvMsg(&raw); err != nil {
 			return received, err
 		}
 		received = true
-		resp, err := scanResponse(raw.b)
+		resp, err := scanResponse(raw.Bytes)
 		if err != nil {
 			return received, fmt.Errorf("response: %w", err)
 		}

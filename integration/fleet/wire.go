@@ -6,9 +6,6 @@ import (
 	"fmt"
 
 	discovery "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
-	"google.golang.org/grpc/encoding"
-	grpcproto "google.golang.org/grpc/encoding/proto"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/anypb"
@@ -24,27 +21,6 @@ import (
 // and the gateway and host inside its body are still checked on every
 // agent, as the real agent does before compiling; only the resources a
 // harness tracks are decoded in full.
-
-// rawMessage is a received message kept as its encoding.
-type rawMessage struct{ b []byte }
-
-// rawCodec is gRPC's protobuf codec, except that it hands a *rawMessage
-// the bytes as they came.
-type rawCodec struct{ protobuf encoding.CodecV2 }
-
-func newRawCodec() rawCodec { return rawCodec{protobuf: encoding.GetCodecV2(grpcproto.Name)} }
-
-func (c rawCodec) Marshal(v any) (mem.BufferSlice, error) { return c.protobuf.Marshal(v) }
-
-func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	if r, ok := v.(*rawMessage); ok {
-		r.b = data.Materialize()
-		return nil
-	}
-	return c.protobuf.Unmarshal(data, v)
-}
-
-func (rawCodec) Name() string { return grpcproto.Name }
 
 // Field numbers, read from the generated descriptors rather than written
 // down, so a scan cannot drift from the protos.

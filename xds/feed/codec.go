@@ -31,8 +31,9 @@ func Encode(m protobuf.Message) (*Encoded, error) {
 func (e *Encoded) Size() int { return len(e.bytes) }
 
 // Codec is gRPC's protobuf codec that also sends *Encoded as is and
-// receives a stream's first request undecoded. A server running a Feed
-// must use it (grpc.ForceServerCodecV2(feed.Codec())).
+// receives into *Raw undecoded. A server running a Feed must use it
+// (grpc.ForceServerCodecV2(feed.Codec())); a client may, to read
+// responses in place (grpc.ForceCodecV2).
 func Codec() encoding.CodecV2 { return codec{protobuf: encoding.GetCodecV2(proto.Name)} }
 
 type codec struct{ protobuf encoding.CodecV2 }
@@ -46,11 +47,15 @@ func (c codec) Marshal(v any) (mem.BufferSlice, error) {
 	return c.protobuf.Marshal(v)
 }
 
-// Unmarshal decodes protobuf messages; a *rawMessage gets a copy of the
-// bytes instead (request.go).
+// Raw is a message received as its encoding: Codec hands it a copy of
+// the bytes instead of decoding them, for a reader that scans them in
+// place (request.go; the fleet benchmark's simulated agents).
+type Raw struct{ Bytes []byte }
+
+// Unmarshal decodes protobuf messages, and fills a *Raw.
 func (c codec) Unmarshal(data mem.BufferSlice, v any) error {
-	if r, ok := v.(*rawMessage); ok {
-		r.b = data.Materialize()
+	if r, ok := v.(*Raw); ok {
+		r.Bytes = data.Materialize()
 		return nil
 	}
 	return c.protobuf.Unmarshal(data, v)

@@ -17,9 +17,6 @@ import (
 // received as bytes: the list is compared with the generation in place,
 // and decoded into a map only when something differs.
 
-// rawMessage is a message received as its encoding (see Codec).
-type rawMessage struct{ b []byte }
-
 // heldField is initial_resource_versions' field number, read from the
 // generated descriptor rather than written down.
 var heldField = (&discovery.DeltaDiscoveryRequest{}).ProtoReflect().Descriptor().

@@ -37,14 +37,14 @@ type inflight struct {
 	gen *Generation
 }
 
-// stream is one subscriber. Only its run goroutine writes the protocol
-// fields; status is also read by Streams.
+// stream is one subscriber. Only its run goroutine writes pending and
+// status, so it reads them without the lock; Streams reads status under
+// it.
 type stream struct {
 	feed  *Feed
 	grpc  Stream
 	check func(*discovery.DeltaDiscoveryRequest) error
 
-	sent    uint64
 	pending *inflight
 
 	mu     sync.Mutex
@@ -77,7 +77,7 @@ func (s *stream) run() (err error) {
 	}
 	requests, recvErr := s.receiveRest(ctx)
 	for {
-		if s.pending == nil && s.sent < g.version {
+		if s.pending == nil && s.status.Sent < g.version {
 			if err := s.sendUpdate(g); err != nil {
 				return err
 			}
@@ -115,12 +115,12 @@ func (s *stream) receiveFirst(ctx context.Context) (*firstRequest, error) {
 	}
 	got := make(chan result, 1)
 	go func() {
-		var raw rawMessage
+		var raw Raw
 		if err := s.grpc.RecvMsg(&raw); err != nil {
 			got <- result{err: err}
 			return
 		}
-		req, err := parseFirstRequest(raw.b)
+		req, err := parseFirstRequest(raw.Bytes)
 		if err != nil {
 			err = status.Error(codes.InvalidArgument, "meshwaf: "+err.Error())
 		}
@@ -224,7 +224,7 @@ func (s *stream) resume(g *Generation, first *firstRequest) error {
 // sendUpdate sends what changed between the generation last sent and g:
 // a response shared with every stream that held the same generation.
 func (s *stream) sendUpdate(g *Generation) error {
-	from := s.sent
+	from := s.status.Sent
 	nonce := fmt.Sprintf("%d-%d", from, g.version)
 	r := g.shared(from, func() (*Encoded, []string, error) {
 		if from == 0 {
@@ -256,7 +256,7 @@ func (s *stream) send(msg *Encoded, p *inflight) error {
 	}
 	s.feed.counters.responses.Add(1)
 	s.feed.counters.bytes.Add(uint64(msg.Size()))
-	s.sent, s.pending = p.version, p
+	s.pending = p
 	s.update(func(st *StreamStatus) { st.Sent = p.version })
 	return nil
 }
