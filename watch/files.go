@@ -92,10 +92,11 @@ func (f *Files) Start(ctx context.Context) error {
 	}
 }
 
-// manifestFile is one file's path and content.
+// manifestFile is one file's path, content and the content's hash.
 type manifestFile struct {
 	path    string
 	content []byte
+	digest  [sha256.Size]byte
 }
 
 func (f *Files) reload() error {
@@ -129,10 +130,9 @@ func (f *Files) load(files []manifestFile) store.Objects {
 	origin := map[store.ObjectRef]string{}
 	parsed := make(map[string]parsedFile, len(files))
 	for _, file := range files {
-		digest := sha256.Sum256(file.content)
 		p, ok := f.parsed[file.path]
-		if !ok || p.digest != digest {
-			p = parsedFile{digest: digest, records: f.parse(file)}
+		if !ok || p.digest != file.digest {
+			p = parsedFile{digest: file.digest, records: f.parse(file)}
 		}
 		parsed[file.path] = p
 		for _, r := range p.records {
@@ -232,7 +232,7 @@ func readManifests(dir string) ([]manifestFile, error) {
 		if err != nil {
 			return err
 		}
-		files = append(files, manifestFile{path: path, content: content})
+		files = append(files, manifestFile{path: path, content: content, digest: sha256.Sum256(content)})
 		return nil
 	})
 	if err != nil {
@@ -242,11 +242,12 @@ func readManifests(dir string) ([]manifestFile, error) {
 	return files, nil
 }
 
+// digestOf is the folder's digest: its paths and their contents' hashes.
 func digestOf(files []manifestFile) [sha256.Size]byte {
 	h := sha256.New()
 	for _, f := range files {
-		fmt.Fprintf(h, "%s\x00%d\x00", f.path, len(f.content))
-		h.Write(f.content)
+		fmt.Fprintf(h, "%s\x00", f.path)
+		h.Write(f.digest[:])
 	}
 	var d [sha256.Size]byte
 	copy(d[:], h.Sum(nil))
