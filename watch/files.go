@@ -54,7 +54,18 @@ type Files struct {
 	// parsed caches, by path, what each file's content gave at the last
 	// load.
 	parsed map[string]parsedFile
+	// read reads the folder (readManifests; tests replace it).
+	read func() ([]manifestFile, error)
 }
+
+// settle is how long after seeing the folder change it is read again; the
+// change is applied only if both reads agree. A file written in place
+// (os.WriteFile, shell redirection) is empty or half written for a moment
+// after it is truncated, and a poll that lands in that moment would
+// otherwise apply a folder without the file's objects: the policy would be
+// lifted, not kept at its last good version. A change still under way is
+// picked up by a later poll.
+const settle = 20 * time.Millisecond
 
 // NewFiles returns a Files source; it reads nothing until Start.
 func NewFiles(cfg FilesConfig) *Files {
@@ -64,7 +75,9 @@ func NewFiles(cfg FilesConfig) *Files {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Files{cfg: cfg, synced: make(chan struct{}), lastGood: map[store.ObjectRef]any{}}
+	f := &Files{cfg: cfg, synced: make(chan struct{}), lastGood: map[store.ObjectRef]any{}}
+	f.read = func() ([]manifestFile, error) { return readManifests(cfg.Dir) }
+	return f
 }
 
 // Synced is closed after the first load.
@@ -100,13 +113,21 @@ type manifestFile struct {
 }
 
 func (f *Files) reload() error {
-	files, err := readManifests(f.cfg.Dir)
+	files, err := f.read()
 	if err != nil {
 		return err
 	}
 	digest := digestOf(files)
 	if digest == f.lastDigest {
 		return nil
+	}
+	time.Sleep(settle)
+	again, err := f.read()
+	if err != nil {
+		return err
+	}
+	if digestOf(again) != digest {
+		return nil // still being written
 	}
 	objs := f.load(files)
 	if err := f.cfg.Store.Replace(objs); err != nil {

@@ -3,6 +3,7 @@ package watch
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"log/slog"
 	"os"
@@ -219,5 +220,51 @@ func TestFilesParsesOnlyChangedFiles(t *testing.T) {
 	}
 	if n := len(db.Read().Policies()); n != 2 {
 		t.Fatalf("%d policies after other.yaml broke, want both kept", n)
+	}
+}
+
+// A file caught between truncation and write (os.WriteFile edits in place)
+// is not applied: the policy it held is not lifted, and the finished file
+// is applied by the next poll.
+func TestFilesWaitForAFileToSettle(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "gateway.yaml", gatewayYAML)
+	write(t, dir, "policy.yaml", policyYAML("Prevent"))
+	f, db, _ := newTestFiles(t, dir)
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	// What a poll sees while policy.yaml is rewritten: first truncated,
+	// then, a moment later, complete.
+	truncated, err := readManifests(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range truncated {
+		if strings.HasSuffix(truncated[i].path, "policy.yaml") {
+			truncated[i].content = nil
+			truncated[i].digest = sha256.Sum256(nil)
+		}
+	}
+	write(t, dir, "policy.yaml", policyYAML("Detect"))
+	reads := 0
+	f.read = func() ([]manifestFile, error) {
+		reads++
+		if reads == 1 {
+			return truncated, nil
+		}
+		return readManifests(dir)
+	}
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(t, db); got != v1alpha1.ModePrevent {
+		t.Fatalf("mode = %s while the file was being written, want Prevent kept", got)
+	}
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	if got := mode(t, db); got != v1alpha1.ModeDetect {
+		t.Fatalf("mode = %s once the file settled, want Detect", got)
 	}
 }
