@@ -2,6 +2,8 @@ package integration
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -106,7 +108,9 @@ func subscribeWithToken(t *testing.T, s *stack.Stack, token, node string) codes.
 	if err != nil {
 		return status.Code(err)
 	}
-	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: agentapi.HostPolicyTypeURL}); err != nil {
+	// A refusal can arrive before the first request is written: Send then
+	// reports only io.EOF, and the stream's status comes from Recv.
+	if err := stream.Send(&discovery.DeltaDiscoveryRequest{Node: &corev3.Node{Id: node}, TypeUrl: agentapi.HostPolicyTypeURL}); err != nil && !errors.Is(err, io.EOF) {
 		return status.Code(err)
 	}
 	resp, err := stream.Recv()
