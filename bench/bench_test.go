@@ -19,6 +19,11 @@ var (
 	reportPath = flag.String("report", "", "write the markdown report to this `path`")
 	keepDir    = flag.String("rundir", "", "keep logs, profiles and configuration under this `directory`")
 	prebuilt   = flag.String("binaries", "", "use the xds and agent binaries in this `directory` instead of building them")
+	// For looking into one case: measure only these scenarios, at this
+	// level, with this many requests in flight under load.
+	only     = flag.String("scenarios", "", "with -full, measure only these comma-separated `names` (e.g. 'benign GET,SQLi GET'), without profiles or options")
+	level    = flag.Int("level", 0, "with -full, measure only this CRS paranoia `level`")
+	inFlight = flag.Int("inflight", LoadInFlight, "`requests` in flight in the loaded measurement")
 )
 
 // TestMain turns the test binary into the in-process worker when the
@@ -55,8 +60,19 @@ func TestBench(t *testing.T) {
 	if *prebuilt != "" {
 		cfg.Binaries = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
 	}
+	cfg.InFlight = *inFlight
 	if *full {
 		cfg.Budget, cfg.Profile, cfg.Levels = FullBudget, true, []int32{1, 2}
+	}
+	partial := *full && (*only != "" || *level != 0)
+	if partial {
+		cfg.Profile, cfg.Options = false, false
+		if *only != "" {
+			cfg.Scenarios = strings.Split(*only, ",")
+		}
+		if *level != 0 {
+			cfg.Levels = []int32{int32(*level)}
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -64,10 +80,14 @@ func TestBench(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := len(cfg.Levels) * len(Scenarios()); len(rep.Results) != want {
-		t.Fatalf("%d results, want %d", len(rep.Results), want)
+	scenarios := len(Scenarios())
+	if len(cfg.Scenarios) > 0 {
+		scenarios = len(cfg.Scenarios)
 	}
-	if want := len(cfg.Levels) * len(Scenarios()) * len(Options()); len(rep.Options) != want {
+	if want := len(cfg.Levels) * scenarios; len(rep.Results) != want {
+		t.Fatalf("%d results, want %d (scenario names: %q)", len(rep.Results), want, cfg.Scenarios)
+	}
+	if want := len(cfg.Levels) * scenarios * len(Options()); cfg.Options && len(rep.Options) != want {
 		t.Errorf("%d option results, want %d", len(rep.Options), want)
 	}
 	for _, r := range rep.Results {
@@ -86,7 +106,7 @@ func TestBench(t *testing.T) {
 	last := fmt.Sprintf("| SQLi GET | %d |", cfg.Levels[len(cfg.Levels)-1])
 	// A CPU and a latency row one at a time and under load, and one row
 	// per performance option.
-	if strings.Count(md.String(), last) != 4+len(Options()) {
+	if !partial && strings.Count(md.String(), last) != 4+len(Options()) {
 		t.Errorf("report lacks the %q rows:\n%s", last, md.String())
 	}
 	if *reportPath != "" {

@@ -18,8 +18,8 @@
 // transaction). The same modes are also measured under load (load.go):
 // LoadInFlight requests in flight in a closed loop, (a) inspecting from as
 // many goroutines, taking turns with the one-at-a-time modes in the same
-// rounds. Issue 4's goals are evaluated one at a time; the loaded numbers
-// are reported next to them.
+// rounds. The CPU goal is evaluated both ways, the latency goal one at a
+// time only.
 // Everything runs on loopback with bounded request counts.
 //
 // A full run also profiles (a) and (b) for one scenario (Go's CPU profiler

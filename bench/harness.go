@@ -20,7 +20,8 @@ type Config struct {
 	Scenarios []string
 	// Profile also records where the CPU goes for one scenario (Go's CPU
 	// profiler in (a) and (b), perf's event counts where perf works) and
-	// measures the pacing diagnostic (pacing.go); it takes about 30 s more.
+	// measures the pacing diagnostic (pacing.go) and the load curve
+	// (curve.go); it takes about a minute more.
 	Profile bool
 	// Options also compares Coraza's performance options with the agent's
 	// configuration in-process (options.go), after each scenario.
@@ -58,6 +59,7 @@ type Report struct {
 	Results  []Result
 	Profiles []Profile
 	Pacing   *Pacing
+	Curve    *Curve
 	Options  []OptionResult
 	Started  time.Time
 	Took     time.Duration
@@ -226,9 +228,9 @@ func optionBudget(b Budget) Budget {
 	return OptionBudget
 }
 
-// profileAndPace runs the profile step and the pacing diagnostic for the
-// profiled scenario, whose measurement is already in rep.
-func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarget) error {
+// profileAndPace runs the profile step, the pacing diagnostic and the load
+// curve for the profiled scenario, whose measurement is already in rep.
+func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarget) (err error) {
 	cfg.Logf("profiling %s at PL%d", t.sc.Name, t.level)
 	rep.Profiles = append(rep.Profiles, profile(ctx, cfg.RunDir, t)...)
 	i := slices.IndexFunc(rep.Results, func(r Result) bool { return r.Scenario == t.sc.Name && r.Level == t.level })
@@ -240,12 +242,11 @@ func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarge
 	if cfg.Budget == SmokeBudget {
 		budget = SmokeBudget
 	}
-	p, err := measurePacing(budget, t, gap)
-	if err != nil {
+	if rep.Pacing, err = measurePacing(budget, t, gap); err != nil {
 		return err
 	}
-	rep.Pacing = p
-	return nil
+	rep.Curve, err = measureCurve(budget, t)
+	return err
 }
 
 // measureAll measures one scenario at one level in every mode, one

@@ -111,8 +111,8 @@ func cpuOnly(cpu time.Duration) Measurement {
 
 func TestLoadedSectionClaimsTheRatioOnlyWhenEveryCaseMeetsIt(t *testing.T) {
 	loaded := func(a, b time.Duration) Result {
-		// One at a time, (b) is 1.5× (a): the goal line must not follow
-		// the loaded numbers.
+		// One at a time, (b) is 1.5× (a): that row must not follow the
+		// loaded numbers.
 		return Result{Scenario: "benign GET", Level: 1, InProcess: cpuOnly(2 * time.Millisecond), Agent: cpuOnly(3 * time.Millisecond),
 			Loaded: Loaded{InProcess: cpuOnly(a), Agent: cpuOnly(b)}}
 	}
@@ -124,12 +124,12 @@ func TestLoadedSectionClaimsTheRatioOnlyWhenEveryCaseMeetsIt(t *testing.T) {
 	}{
 		"every case within 1.1×": {
 			results:  []Result{loaded(2*ms, 2100*time.Microsecond), loaded(10*ms, 10*ms)},
-			want:     []string{"in all 2 cases (worst 1.05×", "(b) ≤ 1.1× (a) in CPU per request holds: 2 of 2 cases"},
+			want:     []string{"in all 2 cases (worst 1.05×", "| busy, 2 in flight | all 2 cases: **met** | 1.05×"},
 			dontWant: "not all",
 		},
 		"one case above": {
 			results:  []Result{loaded(2*ms, 2100*time.Microsecond), loaded(2*ms, 2400*time.Microsecond)},
-			want:     []string{"in 1 of 2 cases, not all (worst 1.20×", "does not hold: 1 of 2 cases"},
+			want:     []string{"in 1 of 2 cases, not all (worst 1.20×", "| busy, 2 in flight | 1 of 2 cases: **not met** | 1.20×"},
 			dontWant: "in all",
 		},
 	}
@@ -140,8 +140,8 @@ func TestLoadedSectionClaimsTheRatioOnlyWhenEveryCaseMeetsIt(t *testing.T) {
 			rep.writeGoals(&b)
 			rep.writeLoaded(&b)
 			got := b.String()
-			// The goal table is one at a time, where (b) is 1.5× (a).
-			if !strings.Contains(got, "| 0 of 2 cases: **not met** | 1.50×") {
+			// One at a time, (b) is 1.5× (a).
+			if !strings.Contains(got, "| one request at a time | 0 of 2 cases: **not met** | 1.50×") {
 				t.Errorf("goal table does not show the one-at-a-time ratio:\n%s", got)
 			}
 			for _, w := range tc.want {
@@ -153,5 +153,20 @@ func TestLoadedSectionClaimsTheRatioOnlyWhenEveryCaseMeetsIt(t *testing.T) {
 				t.Errorf("report says %q:\n%s", tc.dontWant, got)
 			}
 		})
+	}
+}
+
+func TestLoadCurveShowsEveryPoint(t *testing.T) {
+	ms := time.Millisecond
+	rep := &Report{Curve: &Curve{Scenario: "benign GET", Level: 1, Points: []CurvePoint{
+		{InFlight: 1, InProcess: cpuOnly(ms), Agent: cpuOnly(1500 * time.Microsecond)},
+		{InFlight: 8, InProcess: cpuOnly(ms), Agent: cpuOnly(1020 * time.Microsecond)},
+	}}}
+	var b strings.Builder
+	rep.writeCurve(&b)
+	for _, w := range []string{"Load curve (benign GET, PL1", "| 1 | 1.00 | 1.50 | 0.50 | 1.50× |", "| 8 | 1.00 | 1.02 | 0.020 | 1.02× |"} {
+		if !strings.Contains(b.String(), w) {
+			t.Errorf("curve lacks %q:\n%s", w, b.String())
+		}
 	}
 }

@@ -92,12 +92,18 @@ func (rep *Report) writeGoals(b *strings.Builder) {
 		}
 	}
 	n := len(rep.Results)
-	b.WriteString("## Goals\n\n| goal | met in | worst |\n|---|---|---|\n")
-	fmt.Fprintf(b, "| (b) ≤ %.1f× (a) in CPU per request | %s | %.2f× (%s, PL%d) |\n",
+	loadedMet, worstLoaded := rep.loadedCPUMet()
+	b.WriteString("## Goals\n\n| goal | measured | met in | worst |\n|---|---|---|---|\n")
+	fmt.Fprintf(b, "| (b) ≤ %.1f× (a) in CPU per request | one request at a time | %s | %.2f× (%s, PL%d) |\n",
 		goalCPURatio, verdict(cpuMet, n), worstCPU.cpuRatio(), worstCPU.Scenario, worstCPU.Level)
-	fmt.Fprintf(b, "| ((c) − (d)) p99 ≤ %.1f× (a) p99 | %s | %.2f× (%s, PL%d) |\n\n",
+	fmt.Fprintf(b, "| (b) ≤ %.1f× (a) in CPU per request | busy, %d in flight | %s | %.2f× (%s, PL%d) |\n",
+		goalCPURatio, rep.InFlight, verdict(loadedMet, n), worstLoaded.Loaded.cpuRatio(), worstLoaded.Scenario, worstLoaded.Level)
+	fmt.Fprintf(b, "| ((c) − (d)) p99 ≤ %.1f× (a) p99 | one request at a time | %s | %.2f× (%s, PL%d) |\n\n",
 		goalLatencyRatio, verdict(latMet, n), worstLat.latencyRatio(), worstLat.Scenario, worstLat.Level)
-	rep.writeLoadedGoalLine(b)
+	fmt.Fprintf(b, "Issue 4 does not say how many requests are in flight. One at a time is the strictest reading: "+
+		"the agent idles between requests, and each one wakes it anew. Busy (section \"Under load\") is the state in "+
+		"which CPU per request decides how many cores the agent needs. Latency is compared one at a time only: "+
+		"with requests queued it measures the queue.\n\n")
 	rep.writeExtra(b)
 }
 
@@ -212,7 +218,7 @@ func cpuModel() string {
 // writeProfiles shows where the CPU went: per request and by category in
 // both processes, so that "the agent does more" and "the agent does the
 // same more slowly" can be told apart; the kernel's event counts; the
-// pacing diagnostic; and the listings.
+// pacing diagnostic and the load curve; and the listings.
 func (rep *Report) writeProfiles(b *strings.Builder) {
 	if len(rep.Profiles) == 0 {
 		return
@@ -223,6 +229,7 @@ func (rep *Report) writeProfiles(b *strings.Builder) {
 		writeCounters(b, rep.Profiles[0], rep.Profiles[1], rep.InFlight)
 	}
 	rep.writePacing(b)
+	rep.writeCurve(b)
 	for _, p := range rep.Profiles {
 		fmt.Fprintf(b, "\n### %s: go tool pprof -top -cum\n\n```\n%s\n```\n", p.Title, strings.TrimRight(p.Text, "\n"))
 	}

@@ -1,7 +1,7 @@
 # Benchmarks (issue 4): `make bench` measures the cost of inspection in four
 # modes side by side — Coraza in-process, the agent over gRPC, Envoy + agent,
 # Envoy alone — for five requests at CRS paranoia levels 1 and 2, one
-# request at a time and with 2 in flight (bench.LoadInFlight), and writes
+# request at a time and with 8 in flight (bench.LoadInFlight), and writes
 # docs/reports/bench.md. About 15 minutes on 2 cores. Not part of `make
 # test`, which runs the same harness, loaded mode included, with a handful
 # of requests (bench.TestBench without -full) so that it cannot rot.
