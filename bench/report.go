@@ -61,8 +61,8 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 
 const methodText = `Modes: **(a)** Coraza in-process, a WAF compiled from ` + "`seclang.Render`" + ` of the
 policy the agent gets (Prevent, CRS at the given paranoia level, defaults otherwise), fed the
-way the agent feeds it, in a worker process of its own (so it is measured exactly like the
-agent); **(b)** ext_authz Check calls straight to the agent process over
+way the agent feeds it, in a worker process of its own with the agent's runtime settings (so it
+is measured exactly like the agent); **(b)** ext_authz Check calls straight to the agent process over
 loopback gRPC, from a client that, like Envoy, keeps HTTP/2 flow-control windows static
 and so sends no pings (the "floor" column is the same call for a host without policy: gRPC and
 request decoding only); **(c)** HTTP through Envoy 1.40 with meshwaf's filter calling the

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // WorkerEnv, set in the environment of the bench's own test binary, makes
@@ -119,15 +121,21 @@ type worker struct {
 	enc *json.Encoder
 }
 
-// startWorker re-executes this test binary as a worker, with env added to
-// this process's environment.
+// startWorker re-executes this test binary as a worker, with the agent's
+// environment and then env added to this process's environment.
 func startWorker(env ...string) (*worker, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
+	// The agent's runtime settings first, so that (a) runs Go as the
+	// agent does; an option's own settings then override them.
+	agentEnv, err := stack.AgentEnvironment()
+	if err != nil {
+		return nil, err
+	}
 	cmd := exec.Command(self)
-	cmd.Env = append(append(os.Environ(), WorkerEnv+"=1"), env...)
+	cmd.Env = append(append(append(os.Environ(), WorkerEnv+"=1"), agentEnv...), env...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

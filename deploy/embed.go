@@ -6,10 +6,14 @@ import "embed"
 const (
 	IstioBootstrapOverride = "istio/bootstrap-override.yaml"
 	IstioEnvoyFilter       = "istio/envoyfilter.yaml"
+	// AgentDaemonSet holds the agent's DaemonSet, whose container
+	// environment the integration harness gives the agent processes it
+	// starts.
+	AgentDaemonSet = "kubernetes/30-agent.yaml"
 )
 
 // FS holds the deployment files, read-only, with their repository paths
 // relative to this directory.
 //
-//go:embed istio/*.yaml
+//go:embed istio/*.yaml kubernetes/30-agent.yaml
 var FS embed.FS

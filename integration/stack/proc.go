@@ -19,12 +19,16 @@ type process struct {
 	waitErr error         // valid after done
 }
 
-func startProcess(name, logPath, bin string, args ...string) (*process, error) {
+// startProcess starts bin with this process's environment plus env.
+func startProcess(name, logPath, bin string, env []string, args ...string) (*process, error) {
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = logFile, logFile
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group, so Stop can signal anything the program
@@ -35,6 +39,9 @@ func startProcess(name, logPath, bin string, args ...string) (*process, error) {
 		Pdeathsig: syscall.SIGKILL,
 	}
 	fmt.Fprintf(logFile, "# %s %q\n", bin, args)
+	if len(env) > 0 {
+		fmt.Fprintf(logFile, "# environment plus %q\n", env)
+	}
 	if err := cmd.Start(); err != nil {
 		logFile.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)

@@ -125,8 +125,11 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 		return err
 	}
 	cfg, p := s.cfg, s.ports
-	var err error
-	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent,
+	env, err := AgentEnvironment()
+	if err != nil {
+		return err
+	}
+	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent, env,
 		append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
 			"--xds-address", loopback(p.XDS),
 			"--listen", loopback(p.Agent),
@@ -153,7 +156,7 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
 	}
 	source = append(source, s.pki.controlPlaneTLSArgs()...)
-	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane,
+	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane, nil,
 		append(source,
 			"--listen", loopback(p.XDS),
 			"--http-listen", loopback(p.XDSHTTP),
@@ -232,7 +235,7 @@ func (s *Stack) startEnvoy(ctx context.Context) error {
 		return err
 	}
 	cfg.Logf("starting envoy as gateway %s{%s}", cfg.Gateway.Namespace, labelString(cfg.Gateway.Labels))
-	s.envoy, err = startProcess("envoy", s.LogPaths().Envoy, cfg.EnvoyPath,
+	s.envoy, err = startProcess("envoy", s.LogPaths().Envoy, cfg.EnvoyPath, nil,
 		"-c", bootPath,
 		"--config-yaml", string(conf.Override),
 		// Several stacks (parallel tests) must not share hot-restart
