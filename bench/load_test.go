@@ -170,3 +170,25 @@ func TestLoadCurveShowsEveryPoint(t *testing.T) {
 		}
 	}
 }
+
+func TestPacingSaysWhenCacheCostsCoverTheWholeDifference(t *testing.T) {
+	us := time.Microsecond
+	tests := map[string]struct {
+		paced time.Duration
+		want  string
+	}{
+		"part of it":         {1100 * us, "Of the 0.30 ms (b) costs more than (a), 0.10 ms (33%)"},
+		"all of it and more": {1400 * us, "Pausing alone costs (a) 0.40 ms more, as much as or more than the 0.30 ms"},
+	}
+	for name, tc := range tests {
+		t.Run(name, func(t *testing.T) {
+			rep := &Report{Pacing: &Pacing{Scenario: "benign GET", Level: 1, Gap: 500 * us,
+				Tight: cpuOnly(1000 * us), Paced: cpuOnly(tc.paced), Agent: cpuOnly(1300 * us)}}
+			var b strings.Builder
+			rep.writePacing(&b)
+			if !strings.Contains(b.String(), tc.want) {
+				t.Errorf("pacing text lacks %q:\n%s", tc.want, b.String())
+			}
+		})
+	}
+}

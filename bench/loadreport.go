@@ -75,8 +75,8 @@ func (rep *Report) writeLoadedFinding(b *strings.Builder) {
 	met, worst := rep.loadedCPUMet()
 	n := len(rep.Results)
 	if met == n {
-		fmt.Fprintf(b, "Measured under this load, (b) ≤ %.1f× (a) in CPU per request in all %d cases (worst %.2f×, %s, PL%d). "+
-			"(the goals table's second row).",
+		fmt.Fprintf(b, "Measured under this load, (b) ≤ %.1f× (a) in CPU per request in all %d cases "+
+			"(worst %.2f×, %s, PL%d; the goals table's second row).",
 			goalCPURatio, n, worst.Loaded.cpuRatio(), worst.Scenario, worst.Level)
 	} else {
 		fmt.Fprintf(b, "Measured under this load, (b) is within %.1f× (a) in CPU per request in %d of %d cases, not all (worst %.2f×, %s, PL%d).",

@@ -280,10 +280,17 @@ func (rep *Report) writePacing(b *strings.Builder) {
 	t, pa, g := p.Tight.CPUPerRequest(0), p.Paced.CPUPerRequest(0), p.Agent.CPUPerRequest(0)
 	fmt.Fprintf(b, "Pacing diagnostic (%s, PL%d; not part of any goal): (a) as measured, %s ms per request; "+
 		"(a) pausing %s ms before each request, as long as a request to the agent spends outside Coraza, %s ms; "+
-		"(b) %s ms. Of the %s ms (b) costs more than (a), %s ms (%.0f%%) is what Coraza costs more when it runs "+
-		"once per network round trip instead of back to back (its rules and buffers no longer in the CPU caches), "+
-		"whoever runs it; the rest is the agent's gRPC, conversion and scheduling.\n\n",
-		p.Scenario, p.Level, ms(t), ms(p.Gap), ms(pa), ms(g), ms(g-t), ms(pa-t), 100*ratio(pa-t, g-t))
+		"(b) %s ms. ", p.Scenario, p.Level, ms(t), ms(p.Gap), ms(pa), ms(g))
+	const why = "when it runs once per network round trip instead of back to back (its rules and buffers no longer " +
+		"in the CPU caches), whoever runs it"
+	if pa-t >= g-t {
+		fmt.Fprintf(b, "Pausing alone costs (a) %s ms more, as much as or more than the %s ms (b) costs more than (a): "+
+			"that much is what Coraza costs more %s, and what the agent adds beyond it is within the noise.\n\n",
+			ms(pa-t), ms(g-t), why)
+		return
+	}
+	fmt.Fprintf(b, "Of the %s ms (b) costs more than (a), %s ms (%.0f%%) is what Coraza costs more %s; "+
+		"the rest is the agent's gRPC, conversion and scheduling.\n\n", ms(g-t), ms(pa-t), 100*ratio(pa-t, g-t), why)
 }
 
 // writeOptions shows, per option, its in-process gain in every case and
