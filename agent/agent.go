@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"runtime"
 	"time"
 
@@ -178,8 +179,12 @@ func (a *Agent) Start(ctx context.Context) error {
 		a.shutdown()
 		return nil
 	})
+	// The Go runtime settings decide how many inspections run at once and
+	// what the agent costs when idle between requests (its DaemonSet sets
+	// GODEBUG; docs/decisions.md), so the start line says which apply.
 	a.cfg.Logger.Info("agent started", "grpc", a.GRPCAddr().String(), "http", a.HTTPAddr().String(),
-		"xds", a.cfg.XDSAddress, "node_id", a.cfg.NodeID)
+		"xds", a.cfg.XDSAddress, "node_id", a.cfg.NodeID,
+		"gomaxprocs", runtime.GOMAXPROCS(0), "godebug", os.Getenv("GODEBUG"))
 	err := g.Wait()
 	a.cfg.Logger.Info("agent stopped")
 	return err
