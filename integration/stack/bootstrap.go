@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
 
 	"sigs.k8s.io/yaml"
 
@@ -18,6 +19,10 @@ const (
 	wafFilterName  = "meshwaf.waf"
 	routerFilter   = "envoy.filters.http.router"
 	bootstrapKey   = "custom_bootstrap.json"
+	// clientSecretKey is the ConfigMap key holding the gateway's client
+	// certificate as an SDS resource, which Envoy reloads when the files
+	// it names are renewed.
+	clientSecretKey = "meshwaf-xds-client-sds.yaml"
 )
 
 // envoyConfig is what Envoy is started with: the bootstrap Istio would
@@ -27,6 +32,9 @@ const (
 type envoyConfig struct {
 	Bootstrap []byte // JSON, for -c
 	Override  []byte // JSON, for --config-yaml
+	// ClientSecret is the SDS file with the gateway's client certificate,
+	// to be written to bootstrapParams.ClientSecretPath.
+	ClientSecret []byte
 }
 
 type bootstrapParams struct {
@@ -34,6 +42,9 @@ type bootstrapParams struct {
 	Ports        Ports
 	AcceptHTTP10 bool
 	PKI          *PKI
+	// ClientSecretPath is where the SDS file will be, in place of the
+	// path Istio mounts it at.
+	ClientSecretPath string
 }
 
 // buildEnvoyConfig assembles Envoy's configuration from the embedded deploy
@@ -42,7 +53,7 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	if p.PKI == nil {
 		return envoyConfig{}, errors.New("bootstrap: the gateway's certificates are required")
 	}
-	override, err := loadBootstrapOverride(files, p.Ports.XDS, p.PKI)
+	override, secret, err := loadBootstrapOverride(files, p.Ports.XDS, p.PKI, p.ClientSecretPath)
 	if err != nil {
 		return envoyConfig{}, fmt.Errorf("%s: %w", deploy.IstioBootstrapOverride, err)
 	}
@@ -58,57 +69,61 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	if err != nil {
 		return envoyConfig{}, err
 	}
-	return envoyConfig{Bootstrap: boot, Override: ov}, nil
+	return envoyConfig{Bootstrap: boot, Override: ov, ClientSecret: secret}, nil
 }
 
 // loadBootstrapOverride reads the ConfigMap, takes the bootstrap fragment
 // Istio would pass to Envoy, and points the meshwaf_xds cluster at the local
 // control plane instead of the in-cluster Service, with the stack's
-// certificates instead of the mounted Secret.
-func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI) (map[string]any, error) {
+// certificates instead of the mounted Secret. It also returns the
+// ConfigMap's SDS file for the client certificate, patched the same way,
+// which the fragment now reads from secretPath.
+func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, secretPath string) (boot map[string]any, secret []byte, err error) {
 	raw, err := fs.ReadFile(files, deploy.IstioBootstrapOverride)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	var cm struct {
 		Kind string            `json:"kind"`
 		Data map[string]string `json:"data"`
 	}
 	if err := yaml.Unmarshal(raw, &cm); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if cm.Kind != "ConfigMap" {
-		return nil, fmt.Errorf("kind %q, want ConfigMap", cm.Kind)
+		return nil, nil, fmt.Errorf("kind %q, want ConfigMap", cm.Kind)
 	}
 	fragment, ok := cm.Data[bootstrapKey]
 	if !ok {
-		return nil, fmt.Errorf("no data key %q (the key Istio mounts)", bootstrapKey)
+		return nil, nil, fmt.Errorf("no data key %q (the key Istio mounts)", bootstrapKey)
 	}
-	var boot map[string]any
 	if err := yaml.Unmarshal([]byte(fragment), &boot); err != nil {
-		return nil, fmt.Errorf("data.%s: %w", bootstrapKey, err)
+		return nil, nil, fmt.Errorf("data.%s: %w", bootstrapKey, err)
 	}
 	cluster, err := findNamed(dig(boot, "static_resources", "clusters"), xdsClusterName)
 	if err != nil {
-		return nil, fmt.Errorf("static_resources.clusters: %w", err)
+		return nil, nil, fmt.Errorf("static_resources.clusters: %w", err)
 	}
 	addr, ok := dig(cluster, "load_assignment", "endpoints", 0, "lb_endpoints", 0,
 		"endpoint", "address", "socket_address").(map[string]any)
 	if !ok {
-		return nil, errors.New("cluster meshwaf_xds has no load_assignment socket_address to patch")
+		return nil, nil, errors.New("cluster meshwaf_xds has no load_assignment socket_address to patch")
 	}
 	addr["address"] = "127.0.0.1"
 	addr["port_value"] = xdsPort
-	if err := useStackCertificates(cluster, pki); err != nil {
-		return nil, fmt.Errorf("cluster meshwaf_xds: %w", err)
+	if err := useStackCertificates(cluster, pki, secretPath); err != nil {
+		return nil, nil, fmt.Errorf("cluster meshwaf_xds: %w", err)
 	}
-	return boot, nil
+	if secret, err = stackClientSecret(cm.Data[clientSecretKey], pki); err != nil {
+		return nil, nil, fmt.Errorf("data.%s: %w", clientSecretKey, err)
+	}
+	return boot, secret, nil
 }
 
-// useStackCertificates points the cluster's TLS files at the stack's and
-// checks that it verifies the control plane by the name its certificate
-// carries.
-func useStackCertificates(cluster map[string]any, pki *PKI) error {
+// useStackCertificates points the cluster at the stack's CA and at the
+// stack's SDS file for its client certificate, and checks that it verifies
+// the control plane by the name its certificate carries.
+func useStackCertificates(cluster map[string]any, pki *PKI, secretPath string) error {
 	tlsCtx, ok := dig(cluster, "transport_socket", "typed_config").(map[string]any)
 	if !ok || dig(tlsCtx, "@type") != "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" {
 		return errors.New("no UpstreamTlsContext transport socket: the control plane speaks mutual TLS")
@@ -116,22 +131,44 @@ func useStackCertificates(cluster map[string]any, pki *PKI) error {
 	if sni := dig(tlsCtx, "sni"); sni != ControlPlaneName {
 		return fmt.Errorf("sni %v, want %s (the control plane's certificate)", sni, ControlPlaneName)
 	}
-	files := []struct {
-		path []any
-		to   string
-	}{
-		{[]any{"common_tls_context", "tls_certificates", 0, "certificate_chain"}, pki.Gateway.Cert},
-		{[]any{"common_tls_context", "tls_certificates", 0, "private_key"}, pki.Gateway.Key},
-		{[]any{"common_tls_context", "validation_context", "trusted_ca"}, pki.CA},
+	ca, ok := dig(tlsCtx, "common_tls_context", "validation_context", "trusted_ca").(map[string]any)
+	if !ok || ca["filename"] == nil {
+		return errors.New("no trusted_ca file")
 	}
-	for _, f := range files {
-		source, ok := dig(tlsCtx, f.path...).(map[string]any)
-		if !ok || source["filename"] == nil {
-			return fmt.Errorf("no file at %v", f.path)
-		}
-		source["filename"] = f.to
+	ca["filename"] = pki.CA
+	source, ok := dig(tlsCtx, "common_tls_context", "tls_certificate_sds_secret_configs", 0,
+		"sds_config", "path_config_source").(map[string]any)
+	if !ok || source["path"] == nil {
+		return errors.New("the client certificate does not come from an SDS file (tls_certificate_sds_secret_configs)")
 	}
+	source["path"] = secretPath
 	return nil
+}
+
+// stackClientSecret is the ConfigMap's SDS file with the stack's gateway
+// certificate, in JSON, watched in the directory that holds it.
+func stackClientSecret(doc string, pki *PKI) ([]byte, error) {
+	var secret map[string]any
+	if err := yaml.Unmarshal([]byte(doc), &secret); err != nil {
+		return nil, err
+	}
+	cert, ok := dig(secret, "resources", 0, "tls_certificate").(map[string]any)
+	if !ok {
+		return nil, errors.New("no resources[0].tls_certificate")
+	}
+	for key, to := range map[string]string{"certificate_chain": pki.Gateway.Cert, "private_key": pki.Gateway.Key} {
+		source, ok := cert[key].(map[string]any)
+		if !ok || source["filename"] == nil {
+			return nil, fmt.Errorf("no %s file", key)
+		}
+		source["filename"] = to
+	}
+	watched, ok := cert["watched_directory"].(map[string]any)
+	if !ok {
+		return nil, errors.New("no watched_directory: Envoy would not see a renewed Secret")
+	}
+	watched["path"] = filepath.Dir(pki.Gateway.Cert)
+	return json.MarshalIndent(secret, "", "  ")
 }
 
 // loadWAFFilter returns the HTTP filter the EnvoyFilter inserts before the

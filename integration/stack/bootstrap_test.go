@@ -15,16 +15,16 @@ var testPKI = &PKI{CA: "/pki/ca.crt", Gateway: devpki.Pair{Cert: "/pki/gw.crt", 
 
 func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 	ports := Ports{Gateway: 1001, EnvoyAdmin: 1002, XDS: 1003, Agent: 1005, Backend: 1007}
-	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, Ports: ports, PKI: testPKI})
+	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, Ports: ports, PKI: testPKI,
+		ClientSecretPath: "/run/sds.json"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var boot, override map[string]any
-	if err := json.Unmarshal(conf.Bootstrap, &boot); err != nil {
-		t.Fatal(err)
-	}
-	if err := json.Unmarshal(conf.Override, &override); err != nil {
-		t.Fatal(err)
+	var boot, override, secret map[string]any
+	for raw, into := range map[*[]byte]*map[string]any{&conf.Bootstrap: &boot, &conf.Override: &override, &conf.ClientSecret: &secret} {
+		if err := json.Unmarshal(*raw, into); err != nil {
+			t.Fatal(err)
+		}
 	}
 
 	xds, err := findNamed(dig(override, "static_resources", "clusters"), xdsClusterName)
@@ -36,21 +36,25 @@ func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 		t.Errorf("meshwaf_xds address = %v, want 127.0.0.1:1003", got)
 	}
 	tlsCtx := dig(xds, "transport_socket", "typed_config", "common_tls_context")
+	if got := dig(tlsCtx, "validation_context", "trusted_ca", "filename"); got != testPKI.CA {
+		t.Errorf("meshwaf_xds trusted CA = %v, want %s", got, testPKI.CA)
+	}
+	sds := dig(tlsCtx, "tls_certificate_sds_secret_configs", 0)
+	if got := dig(sds, "sds_config", "path_config_source", "path"); got != "/run/sds.json" {
+		t.Errorf("meshwaf_xds client certificate SDS file = %v, want /run/sds.json", got)
+	}
+	resource := dig(secret, "resources", 0)
+	if dig(resource, "name") != dig(sds, "name") {
+		t.Errorf("SDS file names %v, the cluster asks for %v", dig(resource, "name"), dig(sds, "name"))
+	}
 	for path, want := range map[string]string{
-		"tls_certificates.0.certificate_chain": testPKI.Gateway.Cert,
-		"tls_certificates.0.private_key":       testPKI.Gateway.Key,
-		"validation_context.trusted_ca":        testPKI.CA,
+		"certificate_chain.filename": testPKI.Gateway.Cert,
+		"private_key.filename":       testPKI.Gateway.Key,
+		"watched_directory.path":     "/pki",
 	} {
-		var steps []any
-		for _, step := range strings.Split(path, ".") {
-			if step == "0" {
-				steps = append(steps, 0)
-			} else {
-				steps = append(steps, step)
-			}
-		}
-		if got := dig(tlsCtx, append(steps, "filename")...); got != want {
-			t.Errorf("meshwaf_xds %s = %v, want %s", path, got, want)
+		step := strings.Split(path, ".")
+		if got := dig(resource, "tls_certificate", step[0], step[1]); got != want {
+			t.Errorf("client certificate %s = %v, want %s", path, got, want)
 		}
 	}
 

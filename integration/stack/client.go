@@ -117,6 +117,44 @@ func (s *Stack) WaitECDSReloads(ctx context.Context, n uint64, timeout time.Dura
 	}
 }
 
+// EnvoyCertificates returns the serial numbers (hex, lower case, no
+// leading zeros) of the certificates Envoy holds that name uri among their
+// subject alternative names, as its admin endpoint /certs lists them (a
+// certificate loaded through SDS has no path there, only "<inline>").
+func (s *Stack) EnvoyCertificates(ctx context.Context, uri string) ([]string, error) {
+	status, body, err := get(ctx, s.AdminURL()+"/certs")
+	if err != nil {
+		return nil, err
+	}
+	if status != http.StatusOK {
+		return nil, fmt.Errorf("envoy /certs: status %d: %s", status, body)
+	}
+	var certs struct {
+		Certificates []struct {
+			CertChain []struct {
+				SerialNumber    string `json:"serial_number"`
+				SubjectAltNames []struct {
+					URI string `json:"uri"`
+				} `json:"subject_alt_names"`
+			} `json:"cert_chain"`
+		} `json:"certificates"`
+	}
+	if err := json.Unmarshal([]byte(body), &certs); err != nil {
+		return nil, fmt.Errorf("envoy /certs: %w", err)
+	}
+	var serials []string
+	for _, c := range certs.Certificates {
+		for _, cert := range c.CertChain {
+			for _, san := range cert.SubjectAltNames {
+				if san.URI == uri {
+					serials = append(serials, strings.TrimLeft(strings.ToLower(cert.SerialNumber), "0"))
+				}
+			}
+		}
+	}
+	return serials, nil
+}
+
 // AgentPolicy is one entry of the agent's /debug/policies.
 type AgentPolicy struct {
 	Name          string `json:"name"`

@@ -1,7 +1,11 @@
 package stack
 
 import (
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 
 	"github.com/meshwaf/meshwaf/devpki"
@@ -18,27 +22,95 @@ const NodeID = "meshwaf-stack-node"
 // plane over mutual TLS, as in production, with a throwaway CA made for
 // the run (devpki): the control plane's serving certificate, the agent's
 // (bound to NodeID) and the gateway's.
+//
+// The gateway's certificate is laid out as the kubelet lays out a mounted
+// Secret: tls.crt and tls.key in their own folder are links into ..data,
+// itself a link to the folder of the current version, which a renewal
+// replaces in one rename (RenewGatewayCertificate).
 type PKI struct {
 	CA                     string
 	Server, Agent, Gateway devpki.Pair
+
+	ca              *devpki.PKI
+	gatewayVersions int
 }
+
+// GatewayURI is the URI SAN of the stack's gateway certificate.
+const GatewayURI = "spiffe://" + devpki.TrustDomain + "/gateway/ingress"
+
+// gatewaySecretDir is the folder of the gateway's certificate, as the
+// Secret meshwaf-gateway-xds-tls is mounted in a gateway pod.
+const gatewaySecretDir = "gateway-xds-client"
 
 func newPKI(dir string) (*PKI, error) {
 	ca, err := devpki.New(dir)
 	if err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
-	p := &PKI{CA: ca.CAFile}
+	p := &PKI{CA: ca.CAFile, ca: ca}
 	if p.Server, err = ca.Server("meshwaf-xds", ControlPlaneName, "127.0.0.1"); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
 	if p.Agent, err = ca.Agent(NodeID); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
-	if p.Gateway, err = ca.Gateway("ingress"); err != nil {
+	if _, err = p.RenewGatewayCertificate(); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
 	return p, nil
+}
+
+// RenewGatewayCertificate issues the gateway a new client certificate and
+// swaps it in as the kubelet swaps a renewed Secret's files. It returns the
+// new certificate's serial number.
+func (p *PKI) RenewGatewayCertificate() (serial string, err error) {
+	issued, err := p.ca.Gateway("ingress")
+	if err != nil {
+		return "", err
+	}
+	p.gatewayVersions++
+	dir := filepath.Join(p.ca.Dir, gatewaySecretDir)
+	version := fmt.Sprintf("..v%d", p.gatewayVersions)
+	if err := os.MkdirAll(filepath.Join(dir, version), 0o700); err != nil {
+		return "", err
+	}
+	for from, to := range map[string]string{issued.Cert: "tls.crt", issued.Key: "tls.key"} {
+		if err := os.Rename(from, filepath.Join(dir, version, to)); err != nil {
+			return "", err
+		}
+	}
+	if err := os.Symlink(version, filepath.Join(dir, "..data_tmp")); err != nil {
+		return "", err
+	}
+	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
+		return "", err
+	}
+	p.Gateway = devpki.Pair{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key")}
+	if p.gatewayVersions == 1 {
+		for _, name := range []string{"tls.crt", "tls.key"} {
+			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
+				return "", err
+			}
+		}
+	}
+	return certificateSerial(p.Gateway.Cert)
+}
+
+// certificateSerial reads a PEM certificate's serial number, in hex.
+func certificateSerial(path string) (string, error) {
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	block, _ := pem.Decode(raw)
+	if block == nil {
+		return "", errors.New(path + ": no PEM certificate")
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return "", err
+	}
+	return cert.SerialNumber.Text(16), nil
 }
 
 // controlPlaneTLSArgs are meshwaf-xds's flags for mutual TLS.
