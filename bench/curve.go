@@ -29,13 +29,12 @@ type CurvePoint struct {
 var curveInFlight = []int{1, 2, 4, 8}
 
 func measureCurve(b Budget, t profileTarget) (*Curve, error) {
-	host := plHost(t.level)
 	var modes []*mode
 	for _, n := range curveInFlight {
 		modes = append(modes,
-			&mode{name: fmt.Sprintf("(a), %d in flight", n), batch: inProcBatch(t.worker, t.level, t.sc, n),
+			&mode{name: fmt.Sprintf("(a), %d in flight", n), batch: t.inProcess(batch{InFlight: n}),
 				meter: cpuMeter{t.worker.pid()}, blocked: t.sc.Blocked},
-			&mode{name: fmt.Sprintf("(b), %d in flight", n), batch: closedLoop(n, func(i int) (bool, error) { return t.agent.send(t.sc, host, i) }),
+			&mode{name: fmt.Sprintf("(b), %d in flight", n), batch: t.toAgent(n),
 				meter: cpuMeter{t.agentPID}, blocked: t.sc.Blocked})
 	}
 	if err := measureInterleaved(modes, b); err != nil {

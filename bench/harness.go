@@ -8,6 +8,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/meshwaf/meshwaf/integration/freeport"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
@@ -179,7 +180,7 @@ type targets struct {
 }
 
 func newTargets(st *stacks, w *worker, inFlight int) (*targets, error) {
-	agent, err := dialAgent(fmt.Sprintf("127.0.0.1:%d", st.waf.Ports().Agent), st.waf.Ports().Gateway)
+	agent, err := dialAgent(freeport.Addr(st.waf.Ports().Agent), st.waf.Ports().Gateway)
 	if err != nil {
 		return nil, fmt.Errorf("dial agent: %w", err)
 	}
@@ -280,10 +281,7 @@ func oneAtATimeModes(sc Scenario, pl int32, t *targets) []*mode {
 // inProcBatch has the worker inspect a batch of sc at level pl with
 // inFlight requests in flight.
 func inProcBatch(w *worker, pl int32, sc Scenario, inFlight int) batchFunc {
-	return func(seq, k int) (latencies, int, error) {
-		res, err := w.run(batch{Level: pl, Scenario: scenarioIndex(sc), Count: k, Seq: seq, InFlight: inFlight})
-		return res.Latencies, res.Blocked, err
-	}
+	return w.batches(batch{Level: pl, Scenario: scenarioIndex(sc), InFlight: inFlight})
 }
 
 // checkScenario makes sure a benign scenario is benign at this level (a

@@ -11,13 +11,12 @@ const loadedEventRequests = 2000
 // CPU idles. Either is nil where perf does not work or a request failed.
 func countLoadedEvents(t profileTarget) (a, b counters) {
 	stop := countEvents(t.worker.pid())
-	_, err := t.worker.run(batch{Level: t.level, Scenario: t.scIndex, Count: loadedEventRequests, Seq: 1 << 21, InFlight: t.inFlight})
+	_, _, err := t.inProcess(batch{InFlight: t.inFlight})(1<<21, loadedEventRequests)
 	if a = stop(loadedEventRequests); err != nil {
 		a = nil
 	}
-	host := plHost(t.level)
 	stop = countEvents(t.agentPID)
-	_, _, err = closedLoop(t.inFlight, func(i int) (bool, error) { return t.agent.send(t.sc, host, i) })(1<<21, loadedEventRequests)
+	_, _, err = t.toAgent(t.inFlight)(1<<21, loadedEventRequests)
 	if b = stop(loadedEventRequests); err != nil {
 		b = nil
 	}

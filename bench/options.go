@@ -138,16 +138,12 @@ func (ow *optionWorkers) stop() {
 func measureOptions(b Budget, sc Scenario, scIndex int, pl int32, ow *optionWorkers) ([]OptionResult, error) {
 	var out []OptionResult
 	for _, o := range Options() {
-		inProc := func(w *worker, option string) batchFunc {
-			return func(seq, k int) (latencies, int, error) {
-				res, err := w.run(batch{Level: pl, Scenario: scIndex, Count: k, Seq: seq, Option: option})
-				return res.Latencies, res.Blocked, err
-			}
-		}
 		w := ow.of(o)
 		modes := []*mode{
-			{name: "(a)", batch: inProc(ow.shared, ""), meter: cpuMeter{ow.shared.pid()}, blocked: sc.Blocked},
-			{name: "(a) with " + o.Key, batch: inProc(w, o.Key), meter: cpuMeter{w.pid()}, blocked: sc.Blocked},
+			{name: "(a)", batch: ow.shared.batches(batch{Level: pl, Scenario: scIndex}),
+				meter: cpuMeter{ow.shared.pid()}, blocked: sc.Blocked},
+			{name: "(a) with " + o.Key, batch: w.batches(batch{Level: pl, Scenario: scIndex, Option: o.Key}),
+				meter: cpuMeter{w.pid()}, blocked: sc.Blocked},
 		}
 		if err := measureInterleaved(modes, b); err != nil {
 			return nil, fmt.Errorf("option %s: %w", o.Key, err)

@@ -24,18 +24,10 @@ type Pacing struct {
 var PacingBudget = Budget{Warmup: 20, Target: 3 * time.Second, Min: 100, Max: 3000, Rounds: 4}
 
 func measurePacing(b Budget, t profileTarget, gap time.Duration) (*Pacing, error) {
-	inProc := func(gap time.Duration) batchFunc {
-		return func(seq, k int) (latencies, int, error) {
-			res, err := t.worker.run(batch{Level: t.level, Scenario: t.scIndex, Count: k, Seq: seq, Gap: gap})
-			return res.Latencies, res.Blocked, err
-		}
-	}
-	host := plHost(t.level)
 	modes := []*mode{
-		{name: "(a)", batch: inProc(0), meter: cpuMeter{t.worker.pid()}, blocked: t.sc.Blocked},
-		{name: "(a) paced", batch: inProc(gap), meter: cpuMeter{t.worker.pid()}, blocked: t.sc.Blocked},
-		{name: "(b)", batch: sequential(func(i int) (bool, error) { return t.agent.send(t.sc, host, i) }),
-			meter: cpuMeter{t.agentPID}, blocked: t.sc.Blocked},
+		{name: "(a)", batch: t.inProcess(batch{}), meter: cpuMeter{t.worker.pid()}, blocked: t.sc.Blocked},
+		{name: "(a) paced", batch: t.inProcess(batch{Gap: gap}), meter: cpuMeter{t.worker.pid()}, blocked: t.sc.Blocked},
+		{name: "(b)", batch: t.toAgent(1), meter: cpuMeter{t.agentPID}, blocked: t.sc.Blocked},
 	}
 	if err := measureInterleaved(modes, b); err != nil {
 		return nil, fmt.Errorf("pacing: %w", err)

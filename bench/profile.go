@@ -78,6 +78,19 @@ type profileTarget struct {
 	inFlight int // for the event counts under load
 }
 
+// inProcess is (a) for the profiled scenario, inspecting as shape says
+// (Level and Scenario are filled in).
+func (t profileTarget) inProcess(shape batch) batchFunc {
+	shape.Level, shape.Scenario = t.level, t.scIndex
+	return t.worker.batches(shape)
+}
+
+// toAgent is (b) for the profiled scenario with n requests in flight.
+func (t profileTarget) toAgent(n int) batchFunc {
+	host := plHost(t.level)
+	return closedLoop(n, func(i int) (bool, error) { return t.agent.send(t.sc, host, i) })
+}
+
 // profile records where (a)'s and (b)'s CPU goes while each serves the
 // profiled scenario for a few seconds: Go's CPU profiler in both processes
 // (the worker profiles itself, the agent serves /debug/pprof), and, where

@@ -46,6 +46,18 @@ type batch struct {
 	InFlight int `json:"inFlight,omitempty"`
 }
 
+// batches has the worker inspect batches shaped like shape (level,
+// scenario, option, pause, requests in flight), each numbered and sized by
+// its caller.
+func (w *worker) batches(shape batch) batchFunc {
+	return func(seq, k int) (latencies, int, error) {
+		b := shape
+		b.Seq, b.Count = seq, k
+		res, err := w.run(b)
+		return res.Latencies, res.Blocked, err
+	}
+}
+
 // batchResult is the worker's answer: wall time per request, and how many
 // were blocked.
 type batchResult struct {
