@@ -36,7 +36,10 @@ func TestGatewayLoadsRenewedClientCertificate(t *testing.T) {
 	if len(first) != 1 {
 		t.Fatalf("Envoy holds %d certificates for %s, want 1: %v", len(first), stack.GatewayURI, first)
 	}
-	renewed, err := s.PKI().RenewGatewayCertificate()
+	if err := s.PKI().RenewGatewayCertificate(); err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := s.PKI().GatewayCertificateSerial()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,8 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+
+	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // Options shape a cluster. The zero value is what most tests want.
@@ -91,13 +93,13 @@ func New(ctx context.Context, dir string, opts Options) (c *Cluster, err error) 
 	}
 	// The port is chosen once: a restarted API server comes back on the same
 	// address, so clients and kubeconfigs handed out stay valid.
-	port, err := freePort()
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, err
 	}
 	c.flags = apiServerFlags(dir, port, etcdURL, keys, opts.APIServerFlags)
 	c.admin = &rest.Config{
-		Host: "https://" + hostPort(port),
+		Host: "https://" + freeport.Addr(port),
 		TLSClientConfig: rest.TLSClientConfig{
 			CAData: keys.caPEM, CertData: keys.adminCert, KeyData: keys.adminKey,
 		},

@@ -6,21 +6,23 @@ import (
 	"net/http"
 	"path/filepath"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // startEtcd runs a single-member etcd on two fresh loopback ports with its
 // data in dir/etcd.
 func startEtcd(ctx context.Context, binary, dir string) (p *process, clientURL string, err error) {
-	clientPort, err := freePort()
+	clientPort, err := freeport.Port()
 	if err != nil {
 		return nil, "", err
 	}
-	peerPort, err := freePort()
+	peerPort, err := freeport.Port()
 	if err != nil {
 		return nil, "", err
 	}
-	clientURL = "http://" + hostPort(clientPort)
-	peerURL := "http://" + hostPort(peerPort)
+	clientURL = "http://" + freeport.Addr(clientPort)
+	peerURL := "http://" + freeport.Addr(peerPort)
 	p, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), binary,
 		"--name=meshwaf-test",
 		"--data-dir="+filepath.Join(dir, "etcd"),

@@ -3,14 +3,10 @@ package kube
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
-	"strconv"
 	"syscall"
 	"time"
-
-	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // process is one child (etcd or kube-apiserver) logging to a file.
@@ -84,8 +80,3 @@ func (p *process) kill() {
 		<-p.done
 	}
 }
-
-// freePort returns a loopback port nobody listens on right now.
-func freePort() (int, error) { return freeport.Port() }
-
-func hostPort(port int) string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(port)) }

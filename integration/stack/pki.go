@@ -54,50 +54,51 @@ func newPKI(dir string) (*PKI, error) {
 	if p.Agent, err = ca.Agent(NodeID); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
-	if _, err = p.RenewGatewayCertificate(); err != nil {
+	if err = p.RenewGatewayCertificate(); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
 	return p, nil
 }
 
 // RenewGatewayCertificate issues the gateway a new client certificate and
-// swaps it in as the kubelet swaps a renewed Secret's files. It returns the
-// new certificate's serial number.
-func (p *PKI) RenewGatewayCertificate() (serial string, err error) {
+// swaps it in as the kubelet swaps a renewed Secret's files.
+func (p *PKI) RenewGatewayCertificate() error {
 	issued, err := p.ca.Gateway("ingress")
 	if err != nil {
-		return "", err
+		return err
 	}
 	p.gatewayVersions++
 	dir := filepath.Join(p.ca.Dir, gatewaySecretDir)
 	version := fmt.Sprintf("..v%d", p.gatewayVersions)
 	if err := os.MkdirAll(filepath.Join(dir, version), 0o700); err != nil {
-		return "", err
+		return err
 	}
 	for from, to := range map[string]string{issued.Cert: "tls.crt", issued.Key: "tls.key"} {
 		if err := os.Rename(from, filepath.Join(dir, version, to)); err != nil {
-			return "", err
+			return err
 		}
 	}
 	if err := os.Symlink(version, filepath.Join(dir, "..data_tmp")); err != nil {
-		return "", err
+		return err
 	}
 	if err := os.Rename(filepath.Join(dir, "..data_tmp"), filepath.Join(dir, "..data")); err != nil {
-		return "", err
+		return err
 	}
 	p.Gateway = devpki.Pair{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key")}
 	if p.gatewayVersions == 1 {
 		for _, name := range []string{"tls.crt", "tls.key"} {
 			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
-				return "", err
+				return err
 			}
 		}
 	}
-	return certificateSerial(p.Gateway.Cert)
+	return nil
 }
 
-// certificateSerial reads a PEM certificate's serial number, in hex.
-func certificateSerial(path string) (string, error) {
+// GatewayCertificateSerial is the serial number, in hex, of the gateway's
+// current client certificate.
+func (p *PKI) GatewayCertificateSerial() (string, error) {
+	path := p.Gateway.Cert
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return "", err

@@ -28,5 +28,3 @@ func fillPorts(p Ports) (Ports, error) {
 	}
 	return p, nil
 }
-
-func loopback(port int) string { return freeport.Addr(port) }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/deploy"
+	"github.com/meshwaf/meshwaf/integration/freeport"
 )
 
 // Stack is a running meshwaf installation. Its methods are safe to call from
@@ -131,9 +132,9 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	}
 	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent, env,
 		append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
-			"--xds-address", loopback(p.XDS),
-			"--listen", loopback(p.Agent),
-			"--http-listen", loopback(p.AgentHTTP),
+			"--xds-address", freeport.Addr(p.XDS),
+			"--listen", freeport.Addr(p.Agent),
+			"--http-listen", freeport.Addr(p.AgentHTTP),
 			"--node-id", NodeID,
 			"--audit-log", s.LogPaths().Audit,
 			"--log-format", "json")...)
@@ -158,8 +159,8 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 	source = append(source, s.pki.controlPlaneTLSArgs()...)
 	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane, nil,
 		append(source,
-			"--listen", loopback(p.XDS),
-			"--http-listen", loopback(p.XDSHTTP),
+			"--listen", freeport.Addr(p.XDS),
+			"--http-listen", freeport.Addr(p.XDSHTTP),
 			"--agent-cluster", AgentCluster,
 			"--log-format", "json")...)
 	if err != nil {
@@ -215,7 +216,7 @@ func (s *Stack) RestartControlPlane(ctx context.Context) error {
 	if p := s.controlPlane(); p != nil {
 		return fmt.Errorf("restart control plane: pid %d is still running", p.pid())
 	}
-	s.cfg.Logf("restarting the control plane on %s", loopback(s.ports.XDS))
+	s.cfg.Logf("restarting the control plane on %s", freeport.Addr(s.ports.XDS))
 	return s.startControlPlane(ctx)
 }
 
@@ -277,19 +278,19 @@ func (s *Stack) Stop() error {
 }
 
 // ControlPlaneAddress is the control plane's gRPC address (host:port).
-func (s *Stack) ControlPlaneAddress() string { return loopback(s.ports.XDS) }
+func (s *Stack) ControlPlaneAddress() string { return freeport.Addr(s.ports.XDS) }
 
 // GatewayURL is the base URL of the gateway listener.
-func (s *Stack) GatewayURL() string { return "http://" + loopback(s.ports.Gateway) }
+func (s *Stack) GatewayURL() string { return "http://" + freeport.Addr(s.ports.Gateway) }
 
 // AdminURL is the base URL of Envoy's admin interface.
-func (s *Stack) AdminURL() string { return "http://" + loopback(s.ports.EnvoyAdmin) }
+func (s *Stack) AdminURL() string { return "http://" + freeport.Addr(s.ports.EnvoyAdmin) }
 
 // ControlPlaneURL is the base URL of the control plane's HTTP endpoints.
-func (s *Stack) ControlPlaneURL() string { return "http://" + loopback(s.ports.XDSHTTP) }
+func (s *Stack) ControlPlaneURL() string { return "http://" + freeport.Addr(s.ports.XDSHTTP) }
 
 // AgentURL is the base URL of the agent's HTTP endpoints.
-func (s *Stack) AgentURL() string { return "http://" + loopback(s.ports.AgentHTTP) }
+func (s *Stack) AgentURL() string { return "http://" + freeport.Addr(s.ports.AgentHTTP) }
 
 // Ports returns the ports in use.
 func (s *Stack) Ports() Ports { return s.ports }
