@@ -12,15 +12,15 @@
 //	(d) Envoy alone: an identical gateway whose meshwaf filter is the no-op
 //	    the control plane sends when no policy applies.
 //
-// CPU per request is process CPU (utime+stime from /proc/<pid>/stat) over
-// a loop of sequential requests, divided by their number; latency is the
-// client's wall time per request (for (a), the worker's time per
-// transaction). The same modes are also measured under load (load.go):
-// LoadInFlight requests in flight in a closed loop, (a) inspecting from as
-// many goroutines, taking turns with the one-at-a-time modes in the same
-// rounds. The CPU goal is evaluated both ways, the latency goal one at a
-// time only.
-// Everything runs on loopback with bounded request counts.
+// CPU per request is process CPU (the run time of its threads, from
+// /proc/<pid>/task/*/schedstat) over a loop of sequential requests, divided
+// by their number; latency is the client's wall time per request (for (a),
+// the worker's time per transaction). The same modes are also measured under
+// load (load.go): LoadInFlight requests in flight in a closed loop, (a)
+// inspecting from as many goroutines, taking turns with the one-at-a-time
+// modes in the same rounds. The CPU goal is evaluated both ways, the latency
+// goal one at a time only. Everything runs on loopback with bounded request
+// counts.
 //
 // A full run also profiles (a) and (b) for one scenario (Go's CPU profiler
 // in both processes, perf's software event counts where perf works), paces

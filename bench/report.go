@@ -67,8 +67,8 @@ loopback gRPC, from a client that, like Envoy, keeps HTTP/2 flow-control windows
 and so sends no pings (the "floor" column is the same call for a host without policy: gRPC and
 request decoding only); **(c)** HTTP through Envoy 1.40 with meshwaf's filter calling the
 agent; **(d)** the same Envoy configuration whose meshwaf filter is the no-op the control plane
-sends when no policy applies. CPU per request is process CPU (utime+stime of
-` + "`/proc/<pid>/stat`" + `) over the measured requests divided by their number; the
+sends when no policy applies. CPU per request is process CPU (the run time of its
+threads, ` + "`/proc/<pid>/task/*/schedstat`" + `) over the measured requests divided by their number; the
 load generator's own CPU is never counted. Latency is the client's wall time per request
 (nearest-rank percentiles). The SQLi GET is blocked in (a)–(c) and reaches the backend in (d).
 
