@@ -2,16 +2,15 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
 	"strings"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/meshwaf/meshwaf/tlsfiles"
 )
 
 // ControlPlaneAuth says how the agent reaches and proves itself to the
@@ -19,7 +18,8 @@ import (
 // local development.
 type ControlPlaneAuth struct {
 	// CAFile holds the CA certificates that verify the control plane's
-	// serving certificate; setting it turns TLS on.
+	// serving certificate; setting it turns TLS on. It is read again for
+	// every connection, so a CA rotation needs no restart.
 	CAFile string
 	// ServerName is the name expected in the control plane's certificate
 	// (default: the host of the address dialled).
@@ -43,32 +43,14 @@ func (a ControlPlaneAuth) DialOptions() ([]grpc.DialOption, error) {
 		}
 		return []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}, nil
 	}
-	if (a.CertFile == "") != (a.KeyFile == "") {
-		return nil, errors.New("agent: the client certificate and its key go together")
-	}
-	pem, err := os.ReadFile(a.CAFile)
+	// The CA bundle and the client certificate are read again for every
+	// connection: a renewed certificate or a rotated CA applies without a
+	// restart.
+	creds, err := tlsfiles.Client{CAFile: a.CAFile, ServerName: a.ServerName, CertFile: a.CertFile, KeyFile: a.KeyFile}.Credentials()
 	if err != nil {
-		return nil, fmt.Errorf("agent: control plane CA: %w", err)
+		return nil, fmt.Errorf("agent: control plane TLS: %w", err)
 	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("agent: control plane CA %s holds no PEM certificate", a.CAFile)
-	}
-	cfg := &tls.Config{RootCAs: roots, ServerName: a.ServerName, MinVersion: tls.VersionTLS12}
-	if a.CertFile != "" {
-		// Fail now, not at the first handshake, if the pair is unusable.
-		if _, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile); err != nil {
-			return nil, fmt.Errorf("agent: client certificate: %w", err)
-		}
-		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
-			cert, err := tls.LoadX509KeyPair(a.CertFile, a.KeyFile)
-			if err != nil {
-				return nil, fmt.Errorf("agent: client certificate: %w", err)
-			}
-			return &cert, nil
-		}
-	}
-	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(cfg))}
+	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
 	if a.TokenFile != "" {
 		if _, err := readToken(a.TokenFile); err != nil {
 			return nil, err

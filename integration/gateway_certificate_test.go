@@ -17,17 +17,22 @@ import (
 // the move of ..data at once; the margin is for a busy machine).
 const certificateReloadTimeout = 5 * time.Second
 
-// A gateway's client certificate for the control plane is renewed without
-// restarting the gateway: when its Secret's files are swapped the way the
-// kubelet swaps them (a new ..data link moved into the mounted folder),
-// Envoy loads the new certificate through file-based SDS
-// (deploy/istio/bootstrap-override.yaml), and the next connection it opens
-// to the control plane completes its TLS handshake with it and is served
-// ECDS again, while the same Envoy keeps blocking attacks.
-func TestGatewayLoadsRenewedClientCertificate(t *testing.T) {
+// Certificates renew and CAs rotate without restarting the data plane. A
+// gateway's client certificate for the control plane is renewed: when its
+// Secret's files are swapped the way the kubelet swaps them (a new ..data
+// link moved into the mounted folder), Envoy loads the new certificate
+// through file-based SDS (deploy/istio/bootstrap-override.yaml). Then the CA
+// rotates: every party's bundle gains a new CA (Envoy loads it the same
+// way; the agent and the control plane read theirs for every connection,
+// tlsfiles) and the control plane's serving certificate is reissued by the
+// new CA alone. After a control plane restart the same Envoy and the same
+// agent must complete new TLS handshakes against that certificate, which
+// only the reloaded bundles verify, and be served again, while Envoy keeps
+// blocking attacks.
+func TestDataPlaneReloadsRenewedCertificateAndRotatedCA(t *testing.T) {
 	s := startStack(t, stack.Config{Manifests: demoManifests(t)})
 	ctx := context.Background()
-	envoyPID := s.PIDs().Envoy
+	pids := s.PIDs()
 
 	first, err := s.EnvoyCertificates(ctx, stack.GatewayURI)
 	if err != nil {
@@ -57,9 +62,35 @@ func TestGatewayLoadsRenewedClientCertificate(t *testing.T) {
 		return nil
 	})
 
-	// The next connection uses it: after a restart of the control plane
-	// Envoy's only client certificate is the renewed one, and it must
-	// complete a new handshake and get its filter configuration again.
+	const shop = "shop/shop"
+	version := hostPolicy(t, s, "shop.example.com").PolicyVersion
+	waitFor(t, reconvergeTarget, "the control plane to see the agent apply the demo policy", func() error {
+		return agentConverged(s, shop, version)
+	})
+	oldCAs, err := s.EnvoyCAs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newCA, err := s.PKI().RotateCA()
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, certificateReloadTimeout, "Envoy to load the rotated CA bundle", func() error {
+		got, err := s.EnvoyCAs(ctx)
+		if err != nil {
+			return err
+		}
+		if !slices.Contains(got, newCA) || len(got) != len(oldCAs)+1 {
+			return fmt.Errorf("Envoy verifies with CAs %v, want %v and the new %s", got, oldCAs, newCA)
+		}
+		return nil
+	})
+
+	// The next connections use them: after a restart of the control plane,
+	// now serving a certificate of the new CA, Envoy must complete a new
+	// handshake with its renewed certificate and get its filter
+	// configuration again, and the agent must connect and apply its
+	// policies, as the new control plane process sees.
 	const handshakes = "cluster.meshwaf_xds.ssl.handshake"
 	const updates = stack.ECDSStatPrefix + "update_success"
 	filter := "^(" + regexp.QuoteMeta(handshakes) + "|" + regexp.QuoteMeta(updates) + ")$"
@@ -73,7 +104,7 @@ func TestGatewayLoadsRenewedClientCertificate(t *testing.T) {
 	if err := s.RestartControlPlane(ctx); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, reconvergeTarget+noticeTimeout, "Envoy to reconnect with the renewed certificate", func() error {
+	waitFor(t, reconvergeTarget+noticeTimeout, "Envoy to reconnect to the control plane's new certificate", func() error {
 		now, err := s.EnvoyStats(ctx, filter)
 		if err != nil {
 			return err
@@ -84,10 +115,13 @@ func TestGatewayLoadsRenewedClientCertificate(t *testing.T) {
 		}
 		return nil
 	})
-	if got := s.PIDs().Envoy; got != envoyPID {
-		t.Errorf("Envoy pid %d, want %d: the gateway restarted", got, envoyPID)
+	waitFor(t, reconvergeTarget+noticeTimeout, "the agent to reconnect to the control plane's new certificate", func() error {
+		return agentConverged(s, shop, version)
+	})
+	if now := s.PIDs(); now.Envoy != pids.Envoy || now.Agent != pids.Agent {
+		t.Errorf("Envoy or the agent restarted: PIDs %+v, were %+v", now, pids)
 	}
 	if r := send(t, s, request{method: http.MethodGet, host: "shop.example.com", target: "/?id=1%27%20OR%201=1--"}); r.status != http.StatusForbidden {
-		t.Errorf("SQL injection after the renewal: status %d, want 403", r.status)
+		t.Errorf("SQL injection after the rotation: status %d, want 403", r.status)
 	}
 }

@@ -36,12 +36,12 @@ func mtlsServer(t *testing.T, pki *devpki.PKI) *Server {
 	}
 	s, err := New(Config{
 		Listen: freeAddr(t),
-		TLS: &tls.Config{
+		Credentials: credentials.NewTLS(&tls.Config{
 			Certificates: []tls.Certificate{cert},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    certPool(t, pki.CAFile),
 			MinVersion:   tls.VersionTLS13,
-		},
+		}),
 		Authenticator: CertificateAuthenticator{},
 	})
 	if err != nil {

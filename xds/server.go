@@ -2,7 +2,6 @@ package xds
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -33,9 +32,9 @@ type Config struct {
 	Listen   string
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
-	// TLS, when set, serves gRPC over TLS; with ClientAuth set to
-	// RequireAndVerifyClientCert it is mutual TLS.
-	TLS *tls.Config
+	// Credentials, when set, are the gRPC server's transport security:
+	// TLS, mutual TLS when they ask for client certificates (tlsfiles).
+	Credentials credentials.TransportCredentials
 	// Authenticator, when set, must accept every stream's caller.
 	Authenticator Authenticator
 	// KeepaliveTime is how long a connection may be idle before the
@@ -222,8 +221,8 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	ecds := server.NewServer(ctx, s.ecds, s.callbacks(ctx))
 	opts := fleetOptions(s.cfg.KeepaliveTime, s.cfg.KeepaliveTimeout)
-	if s.cfg.TLS != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(s.cfg.TLS)))
+	if s.cfg.Credentials != nil {
+		opts = append(opts, grpc.Creds(s.cfg.Credentials))
 	}
 	grpcServer := grpc.NewServer(opts...)
 	extensionservice.RegisterExtensionConfigDiscoveryServiceServer(grpcServer, ecds)

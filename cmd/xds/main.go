@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -36,6 +35,7 @@ import (
 	"github.com/meshwaf/meshwaf/snapshot"
 	"github.com/meshwaf/meshwaf/status"
 	"github.com/meshwaf/meshwaf/store"
+	"github.com/meshwaf/meshwaf/tlsfiles"
 	"github.com/meshwaf/meshwaf/watch"
 	"github.com/meshwaf/meshwaf/xds"
 )
@@ -223,51 +223,43 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 }
 
 // configureTLS sets up TLS, and with a client CA mutual TLS and
-// certificate-based identities, for the gRPC server.
+// certificate-based identities, for the gRPC server. The files are read
+// again for every connection (tlsfiles), so renewed certificates and a
+// rotated client CA bundle apply without a restart.
 func configureTLS(cfg *xds.Config, opts options) error {
 	if opts.tlsCert == "" {
 		return nil
 	}
-	cert, err := tls.LoadX509KeyPair(opts.tlsCert, opts.tlsKey)
+	files := tlsfiles.Server{CertFile: opts.tlsCert, KeyFile: opts.tlsKey}
+	if opts.clientCA != "" {
+		files.ClientCAFile, files.ClientAuth = opts.clientCA, tls.RequireAndVerifyClientCert
+		if opts.tokenAudience != "" {
+			// An agent may bring a token instead (configureTokens).
+			files.ClientAuth = tls.VerifyClientCertIfGiven
+		}
+		cfg.Authenticator = xds.CertificateAuthenticator{}
+	}
+	creds, err := files.Credentials()
 	if err != nil {
-		return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		return fmt.Errorf("--tls-cert, --tls-key, --client-ca: %w", err)
 	}
-	cfg.TLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
-	if opts.clientCA == "" {
-		return nil
-	}
-	pem, err := os.ReadFile(opts.clientCA)
-	if err != nil {
-		return fmt.Errorf("--client-ca: %w", err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return fmt.Errorf("--client-ca %s holds no PEM certificate", opts.clientCA)
-	}
-	cfg.TLS.ClientAuth, cfg.TLS.ClientCAs = tls.RequireAndVerifyClientCert, pool
-	cfg.Authenticator = xds.CertificateAuthenticator{}
+	cfg.Credentials = creds
 	return nil
 }
 
 // configureTokens lets agents authenticate with ServiceAccount tokens.
 // Callers without a token fall back to client certificates when a client
-// CA is set (which then becomes optional at the TLS layer, since an agent
-// may bring a token instead), else they are anonymous and may read ECDS
-// only.
+// CA is set (configureTLS then makes them optional at the TLS layer), else
+// they are anonymous and may read ECDS only.
 func configureTokens(cfg *xds.Config, opts options, kube *kubeClients) error {
 	if opts.tokenAudience == "" {
 		return nil
-	}
-	var fallback xds.Authenticator
-	if cfg.Authenticator != nil {
-		fallback = cfg.Authenticator
-		cfg.TLS.ClientAuth = tls.VerifyClientCertIfGiven
 	}
 	reviewer, err := kubeauth.New(kubeauth.Config{
 		Reviews:   kube.typed.AuthenticationV1().TokenReviews(),
 		Audiences: []string{opts.tokenAudience},
 		Agents:    strings.Split(opts.agentAccounts, ","),
-		Fallback:  fallback,
+		Fallback:  cfg.Authenticator,
 	})
 	if err != nil {
 		return fmt.Errorf("--agent-service-accounts: %w", err)
@@ -341,10 +333,18 @@ func defaultIdentity() string {
 // serveHTTP serves (with TLS when certFile is set) until ctx is done, then
 // shuts down gracefully.
 func serveHTTP(ctx context.Context, s *http.Server, certFile, keyFile string) error {
+	if certFile != "" {
+		// Read again for every handshake: a renewed certificate needs no restart.
+		getCert, err := tlsfiles.ServingCertificate(certFile, keyFile)
+		if err != nil {
+			return fmt.Errorf("https %s: %w", s.Addr, err)
+		}
+		s.TLSConfig = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
+	}
 	errc := make(chan error, 1)
 	go func() {
 		if certFile != "" {
-			errc <- s.ListenAndServeTLS(certFile, keyFile)
+			errc <- s.ListenAndServeTLS("", "")
 			return
 		}
 		errc <- s.ListenAndServe()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"path/filepath"
+	"strings"
 
 	"sigs.k8s.io/yaml"
 
@@ -19,10 +20,12 @@ const (
 	wafFilterName  = "meshwaf.waf"
 	routerFilter   = "envoy.filters.http.router"
 	bootstrapKey   = "custom_bootstrap.json"
-	// clientSecretKey is the ConfigMap key holding the gateway's client
-	// certificate as an SDS resource, which Envoy reloads when the files
-	// it names are renewed.
-	clientSecretKey = "meshwaf-xds-client-sds.yaml"
+	// istioMountDir is where Istio mounts the bootstrap ConfigMap's keys in
+	// a gateway pod: the SDS files the fragment reads are keys there.
+	istioMountDir = "/etc/istio/custom-bootstrap"
+	// secretMountDir is where a gateway pod mounts the Secret
+	// meshwaf-gateway-xds-tls; the stack's gateway folder stands in for it.
+	secretMountDir = "/etc/meshwaf/xds-client"
 )
 
 // envoyConfig is what Envoy is started with: the bootstrap Istio would
@@ -32,9 +35,10 @@ const (
 type envoyConfig struct {
 	Bootstrap []byte // JSON, for -c
 	Override  []byte // JSON, for --config-yaml
-	// ClientSecret is the SDS file with the gateway's client certificate,
-	// to be written to bootstrapParams.ClientSecretPath.
-	ClientSecret []byte
+	// SDSFiles are the ConfigMap's SDS files (the gateway's client
+	// certificate, the CA bundle), by the path in bootstrapParams.SDSDir
+	// the override reads each from, to be written there.
+	SDSFiles map[string][]byte
 }
 
 type bootstrapParams struct {
@@ -42,9 +46,9 @@ type bootstrapParams struct {
 	Ports        Ports
 	AcceptHTTP10 bool
 	PKI          *PKI
-	// ClientSecretPath is where the SDS file will be, in place of the
-	// path Istio mounts it at.
-	ClientSecretPath string
+	// SDSDir is the folder the SDS files will be in, in place of the one
+	// Istio mounts them in.
+	SDSDir string
 }
 
 // buildEnvoyConfig assembles Envoy's configuration from the embedded deploy
@@ -53,7 +57,7 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	if p.PKI == nil {
 		return envoyConfig{}, errors.New("bootstrap: the gateway's certificates are required")
 	}
-	override, secret, err := loadBootstrapOverride(files, p.Ports.XDS, p.PKI, p.ClientSecretPath)
+	override, sds, err := loadBootstrapOverride(files, p.Ports.XDS, p.PKI, p.SDSDir)
 	if err != nil {
 		return envoyConfig{}, fmt.Errorf("%s: %w", deploy.IstioBootstrapOverride, err)
 	}
@@ -69,16 +73,16 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	if err != nil {
 		return envoyConfig{}, err
 	}
-	return envoyConfig{Bootstrap: boot, Override: ov, ClientSecret: secret}, nil
+	return envoyConfig{Bootstrap: boot, Override: ov, SDSFiles: sds}, nil
 }
 
 // loadBootstrapOverride reads the ConfigMap, takes the bootstrap fragment
 // Istio would pass to Envoy, and points the meshwaf_xds cluster at the local
-// control plane instead of the in-cluster Service, with the stack's
-// certificates instead of the mounted Secret. It also returns the
-// ConfigMap's SDS file for the client certificate, patched the same way,
-// which the fragment now reads from secretPath.
-func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, secretPath string) (boot map[string]any, secret []byte, err error) {
+// control plane instead of the in-cluster Service. It also returns the
+// ConfigMap's SDS files the cluster reads its certificates from, by the path
+// in sdsDir the fragment now reads each from, with the stack's gateway
+// folder in place of the mounted Secret.
+func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, sdsDir string) (boot map[string]any, sds map[string][]byte, err error) {
 	raw, err := fs.ReadFile(files, deploy.IstioBootstrapOverride)
 	if err != nil {
 		return nil, nil, err
@@ -111,64 +115,99 @@ func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, secretPath string
 	}
 	addr["address"] = "127.0.0.1"
 	addr["port_value"] = xdsPort
-	if err := useStackCertificates(cluster, pki, secretPath); err != nil {
+	if sds, err = useStackCertificates(cluster, cm.Data, pki.gatewayDir(), sdsDir); err != nil {
 		return nil, nil, fmt.Errorf("cluster meshwaf_xds: %w", err)
 	}
-	if secret, err = stackClientSecret(cm.Data[clientSecretKey], pki); err != nil {
-		return nil, nil, fmt.Errorf("data.%s: %w", clientSecretKey, err)
-	}
-	return boot, secret, nil
+	return boot, sds, nil
 }
 
-// useStackCertificates points the cluster at the stack's CA and at the
-// stack's SDS file for its client certificate, and checks that it verifies
-// the control plane by the name its certificate carries.
-func useStackCertificates(cluster map[string]any, pki *PKI, secretPath string) error {
+// useStackCertificates checks that the cluster verifies the control plane
+// by the name its certificate carries and takes both its client
+// certificate and its CA bundle from SDS files of the ConfigMap, each
+// watching the mounted Secret's folder (so that Envoy reloads renewed
+// files). It returns those files with gatewayDir in place of the Secret's
+// mount, by their path in sdsDir, where it points the cluster.
+func useStackCertificates(cluster map[string]any, data map[string]string, gatewayDir, sdsDir string) (map[string][]byte, error) {
 	tlsCtx, ok := dig(cluster, "transport_socket", "typed_config").(map[string]any)
 	if !ok || dig(tlsCtx, "@type") != "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext" {
-		return errors.New("no UpstreamTlsContext transport socket: the control plane speaks mutual TLS")
+		return nil, errors.New("no UpstreamTlsContext transport socket: the control plane speaks mutual TLS")
 	}
 	if sni := dig(tlsCtx, "sni"); sni != ControlPlaneName {
-		return fmt.Errorf("sni %v, want %s (the control plane's certificate)", sni, ControlPlaneName)
+		return nil, fmt.Errorf("sni %v, want %s (the control plane's certificate)", sni, ControlPlaneName)
 	}
-	ca, ok := dig(tlsCtx, "common_tls_context", "validation_context", "trusted_ca").(map[string]any)
-	if !ok || ca["filename"] == nil {
-		return errors.New("no trusted_ca file")
+	sources := []struct {
+		what, field string // what the file holds; the Secret resource's field that holds it
+		config      any    // the cluster's SdsSecretConfig for it
+	}{
+		{"client certificate", "tls_certificate", dig(tlsCtx, "common_tls_context", "tls_certificate_sds_secret_configs", 0)},
+		{"CA bundle", "validation_context", dig(tlsCtx, "common_tls_context", "combined_validation_context", "validation_context_sds_secret_config")},
 	}
-	ca["filename"] = pki.CA
-	source, ok := dig(tlsCtx, "common_tls_context", "tls_certificate_sds_secret_configs", 0,
-		"sds_config", "path_config_source").(map[string]any)
-	if !ok || source["path"] == nil {
-		return errors.New("the client certificate does not come from an SDS file (tls_certificate_sds_secret_configs)")
+	files := map[string][]byte{}
+	for _, src := range sources {
+		source, ok := dig(src.config, "sds_config", "path_config_source").(map[string]any)
+		if !ok {
+			return nil, fmt.Errorf("the %s does not come from an SDS file", src.what)
+		}
+		path, _ := source["path"].(string)
+		key, ok := strings.CutPrefix(path, istioMountDir+"/")
+		if !ok || data[key] == "" {
+			return nil, fmt.Errorf("the %s's SDS file %q is not a key of this ConfigMap mounted at %s", src.what, path, istioMountDir)
+		}
+		secret, err := stackSecret(data[key], dig(src.config, "name"), src.field, gatewayDir)
+		if err != nil {
+			return nil, fmt.Errorf("data.%s: %w", key, err)
+		}
+		local := filepath.Join(sdsDir, strings.TrimSuffix(key, filepath.Ext(key))+".json")
+		source["path"] = local
+		files[local] = secret
 	}
-	source["path"] = secretPath
-	return nil
+	return files, nil
 }
 
-// stackClientSecret is the ConfigMap's SDS file with the stack's gateway
-// certificate, in JSON, watched in the directory that holds it.
-func stackClientSecret(doc string, pki *PKI) ([]byte, error) {
+// stackSecret is an SDS file of the ConfigMap, in JSON, with the stack's
+// gateway folder in place of the mounted Secret's. It must hold one Secret
+// resource, the one the cluster asks for by name, whose field watches the
+// Secret's folder.
+func stackSecret(doc string, name any, field, gatewayDir string) ([]byte, error) {
 	var secret map[string]any
 	if err := yaml.Unmarshal([]byte(doc), &secret); err != nil {
 		return nil, err
 	}
-	cert, ok := dig(secret, "resources", 0, "tls_certificate").(map[string]any)
+	resources, _ := secret["resources"].([]any)
+	if len(resources) != 1 || dig(resources, 0, "name") != name {
+		return nil, fmt.Errorf("want exactly one resource, named %v as the cluster asks (Envoy takes one per file)", name)
+	}
+	content, ok := dig(resources, 0, field).(map[string]any)
 	if !ok {
-		return nil, errors.New("no resources[0].tls_certificate")
+		return nil, fmt.Errorf("resource %v has no %s", name, field)
 	}
-	for key, to := range map[string]string{"certificate_chain": pki.Gateway.Cert, "private_key": pki.Gateway.Key} {
-		source, ok := cert[key].(map[string]any)
-		if !ok || source["filename"] == nil {
-			return nil, fmt.Errorf("no %s file", key)
-		}
-		source["filename"] = to
+	if dig(content, "watched_directory", "path") != secretMountDir {
+		return nil, fmt.Errorf("%s.watched_directory is not %s: Envoy would not see a renewed Secret", field, secretMountDir)
 	}
-	watched, ok := cert["watched_directory"].(map[string]any)
-	if !ok {
-		return nil, errors.New("no watched_directory: Envoy would not see a renewed Secret")
-	}
-	watched["path"] = filepath.Dir(pki.Gateway.Cert)
+	resources[0].(map[string]any)[field] = remount(content, gatewayDir)
 	return json.MarshalIndent(secret, "", "  ")
+}
+
+// remount replaces the Secret's mount folder with dir in every path of v.
+func remount(v any, dir string) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			v[k] = remount(e, dir)
+		}
+	case []any:
+		for i, e := range v {
+			v[i] = remount(e, dir)
+		}
+	case string:
+		if v == secretMountDir {
+			return dir
+		}
+		if rest, ok := strings.CutPrefix(v, secretMountDir+"/"); ok {
+			return filepath.Join(dir, rest)
+		}
+	}
+	return v
 }
 
 // loadWAFFilter returns the HTTP filter the EnvoyFilter inserts before the

@@ -11,17 +11,20 @@ import (
 )
 
 // testPKI names certificate files; buildEnvoyConfig only writes the paths.
-var testPKI = &PKI{CA: "/pki/ca.crt", Gateway: devpki.Pair{Cert: "/pki/gw.crt", Key: "/pki/gw.key"}}
+var testPKI = &PKI{CA: "/pki/ca.crt", ca: &devpki.PKI{Dir: "/pki"}}
+
+// testGatewayDir is testPKI's gateway Secret folder.
+const testGatewayDir = "/pki/" + gatewaySecretDir
 
 func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 	ports := Ports{Gateway: 1001, EnvoyAdmin: 1002, XDS: 1003, Agent: 1005, Backend: 1007}
 	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: DefaultGateway, Ports: ports, PKI: testPKI,
-		ClientSecretPath: "/run/sds.json"})
+		SDSDir: "/run"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var boot, override, secret map[string]any
-	for raw, into := range map[*[]byte]*map[string]any{&conf.Bootstrap: &boot, &conf.Override: &override, &conf.ClientSecret: &secret} {
+	var boot, override map[string]any
+	for raw, into := range map[*[]byte]*map[string]any{&conf.Bootstrap: &boot, &conf.Override: &override} {
 		if err := json.Unmarshal(*raw, into); err != nil {
 			t.Fatal(err)
 		}
@@ -36,25 +39,46 @@ func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 		t.Errorf("meshwaf_xds address = %v, want 127.0.0.1:1003", got)
 	}
 	tlsCtx := dig(xds, "transport_socket", "typed_config", "common_tls_context")
-	if got := dig(tlsCtx, "validation_context", "trusted_ca", "filename"); got != testPKI.CA {
-		t.Errorf("meshwaf_xds trusted CA = %v, want %s", got, testPKI.CA)
+	if got := dig(tlsCtx, "combined_validation_context", "default_validation_context", "match_typed_subject_alt_names", 0, "matcher", "exact"); got != ControlPlaneName {
+		t.Errorf("meshwaf_xds expects the control plane's certificate for %v, want %s", got, ControlPlaneName)
 	}
-	sds := dig(tlsCtx, "tls_certificate_sds_secret_configs", 0)
-	if got := dig(sds, "sds_config", "path_config_source", "path"); got != "/run/sds.json" {
-		t.Errorf("meshwaf_xds client certificate SDS file = %v, want /run/sds.json", got)
+	if len(conf.SDSFiles) != 2 {
+		t.Errorf("%d SDS files, want 2 (client certificate, CA bundle): %v", len(conf.SDSFiles), conf.SDSFiles)
 	}
-	resource := dig(secret, "resources", 0)
-	if dig(resource, "name") != dig(sds, "name") {
-		t.Errorf("SDS file names %v, the cluster asks for %v", dig(resource, "name"), dig(sds, "name"))
-	}
-	for path, want := range map[string]string{
-		"certificate_chain.filename": testPKI.Gateway.Cert,
-		"private_key.filename":       testPKI.Gateway.Key,
-		"watched_directory.path":     "/pki",
+	for what, tc := range map[string]struct {
+		config any
+		path   string
+		want   map[string]string // field of the Secret resource → value
+	}{
+		"client certificate": {dig(tlsCtx, "tls_certificate_sds_secret_configs", 0), "/run/meshwaf-xds-client-sds.json", map[string]string{
+			"tls_certificate.certificate_chain.filename": testGatewayDir + "/tls.crt",
+			"tls_certificate.private_key.filename":       testGatewayDir + "/tls.key",
+			"tls_certificate.watched_directory.path":     testGatewayDir,
+		}},
+		"CA bundle": {dig(tlsCtx, "combined_validation_context", "validation_context_sds_secret_config"), "/run/meshwaf-xds-ca-sds.json", map[string]string{
+			"validation_context.trusted_ca.filename":    testGatewayDir + "/ca.crt",
+			"validation_context.watched_directory.path": testGatewayDir,
+		}},
 	} {
-		step := strings.Split(path, ".")
-		if got := dig(resource, "tls_certificate", step[0], step[1]); got != want {
-			t.Errorf("client certificate %s = %v, want %s", path, got, want)
+		if got := dig(tc.config, "sds_config", "path_config_source", "path"); got != tc.path {
+			t.Errorf("meshwaf_xds %s SDS file = %v, want %s", what, got, tc.path)
+		}
+		var secret map[string]any
+		if err := json.Unmarshal(conf.SDSFiles[tc.path], &secret); err != nil {
+			t.Fatalf("%s: %v", tc.path, err)
+		}
+		resource := dig(secret, "resources", 0)
+		if dig(resource, "name") != dig(tc.config, "name") {
+			t.Errorf("%s names %v, the cluster asks for %v", tc.path, dig(resource, "name"), dig(tc.config, "name"))
+		}
+		for path, want := range tc.want {
+			var steps []any
+			for _, step := range strings.Split(path, ".") {
+				steps = append(steps, step)
+			}
+			if got := dig(resource, steps...); got != want {
+				t.Errorf("%s %s = %v, want %s", what, path, got, want)
+			}
 		}
 	}
 
@@ -109,6 +133,14 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 		"plain-text control plane": {
 			bootstrap: replace(deploy.IstioBootstrapOverride, "transport_sockets.tls.v3.UpstreamTlsContext", "transport_sockets.raw_buffer.v3.RawBuffer"),
 			wantErr:   "UpstreamTlsContext",
+		},
+		"client certificate not watched": {
+			bootstrap: replace(deploy.IstioBootstrapOverride, "watched_directory: {path: /etc/meshwaf/xds-client}", "watched_directory: {path: /tmp}"),
+			wantErr:   "watched_directory",
+		},
+		"CA read once at start": {
+			bootstrap: replace(deploy.IstioBootstrapOverride, "validation_context_sds_secret_config:", "other_validation_context:"),
+			wantErr:   "CA bundle",
 		},
 		"filter inserted after the router": {
 			envoyFilter: replace(deploy.IstioEnvoyFilter, "INSERT_BEFORE", "INSERT_AFTER"), wantErr: "INSERT_BEFORE",

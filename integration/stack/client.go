@@ -122,6 +122,60 @@ func (s *Stack) WaitECDSReloads(ctx context.Context, n uint64, timeout time.Dura
 // subject alternative names, as its admin endpoint /certs lists them (a
 // certificate loaded through SDS has no path there, only "<inline>").
 func (s *Stack) EnvoyCertificates(ctx context.Context, uri string) ([]string, error) {
+	certs, err := s.envoyCerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var serials []string
+	for _, c := range certs {
+		for _, cert := range c.CertChain {
+			for _, san := range cert.SubjectAltNames {
+				if san.URI == uri {
+					serials = append(serials, cert.serial())
+				}
+			}
+		}
+	}
+	return serials, nil
+}
+
+// EnvoyCAs returns the serial numbers, as EnvoyCertificates does, of the CA
+// certificates Envoy verifies peers with.
+func (s *Stack) EnvoyCAs(ctx context.Context) ([]string, error) {
+	certs, err := s.envoyCerts(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var serials []string
+	for _, c := range certs {
+		for _, cert := range c.CACert {
+			serials = append(serials, cert.serial())
+		}
+	}
+	return serials, nil
+}
+
+// envoyCertificate is one certificate in Envoy's /certs.
+type envoyCertificate struct {
+	SerialNumber    string `json:"serial_number"`
+	SubjectAltNames []struct {
+		URI string `json:"uri"`
+	} `json:"subject_alt_names"`
+}
+
+func (c envoyCertificate) serial() string {
+	return strings.TrimLeft(strings.ToLower(c.SerialNumber), "0")
+}
+
+// envoyTLSContext is one TLS context in Envoy's /certs: the CA
+// certificates it verifies peers with and its own certificate chain.
+type envoyTLSContext struct {
+	CACert    []envoyCertificate `json:"ca_cert"`
+	CertChain []envoyCertificate `json:"cert_chain"`
+}
+
+// envoyCerts reads Envoy's /certs.
+func (s *Stack) envoyCerts(ctx context.Context) ([]envoyTLSContext, error) {
 	status, body, err := get(ctx, s.AdminURL()+"/certs")
 	if err != nil {
 		return nil, err
@@ -130,29 +184,12 @@ func (s *Stack) EnvoyCertificates(ctx context.Context, uri string) ([]string, er
 		return nil, fmt.Errorf("envoy /certs: status %d: %s", status, body)
 	}
 	var certs struct {
-		Certificates []struct {
-			CertChain []struct {
-				SerialNumber    string `json:"serial_number"`
-				SubjectAltNames []struct {
-					URI string `json:"uri"`
-				} `json:"subject_alt_names"`
-			} `json:"cert_chain"`
-		} `json:"certificates"`
+		Certificates []envoyTLSContext `json:"certificates"`
 	}
 	if err := json.Unmarshal([]byte(body), &certs); err != nil {
 		return nil, fmt.Errorf("envoy /certs: %w", err)
 	}
-	var serials []string
-	for _, c := range certs.Certificates {
-		for _, cert := range c.CertChain {
-			for _, san := range cert.SubjectAltNames {
-				if san.URI == uri {
-					serials = append(serials, strings.TrimLeft(strings.ToLower(cert.SerialNumber), "0"))
-				}
-			}
-		}
-	}
-	return serials, nil
+	return certs.Certificates, nil
 }
 
 // AgentPolicy is one entry of the agent's /debug/policies.

@@ -23,11 +23,14 @@ const NodeID = "meshwaf-stack-node"
 // the run (devpki): the control plane's serving certificate, the agent's
 // (bound to NodeID) and the gateway's.
 //
-// The gateway's certificate is laid out as the kubelet lays out a mounted
-// Secret: tls.crt and tls.key in their own folder are links into ..data,
-// itself a link to the folder of the current version, which a renewal
-// replaces in one rename (RenewGatewayCertificate).
+// The gateway's certificate and CA bundle are laid out as the kubelet lays
+// out the mounted Secret meshwaf-gateway-xds-tls: tls.crt, tls.key and
+// ca.crt in their own folder are links into ..data, itself a link to the
+// folder of the current version, which a renewal replaces in one rename
+// (RenewGatewayCertificate, RotateCA).
 type PKI struct {
+	// CA is the CA bundle the control plane verifies clients with and the
+	// agent verifies the control plane with.
 	CA                     string
 	Server, Agent, Gateway devpki.Pair
 
@@ -67,13 +70,74 @@ func (p *PKI) RenewGatewayCertificate() error {
 	if err != nil {
 		return err
 	}
+	bundle := p.CA // before the first version, the Secret holds the CA
+	if p.gatewayVersions > 0 {
+		bundle = filepath.Join(p.gatewayDir(), "ca.crt")
+	}
+	return p.publishGatewaySecret(issued.Cert, issued.Key, bundle)
+}
+
+// RotateCA is the middle of a CA rotation, as an operator does it: a new CA
+// is made, every party trusts the old and the new one (the gateway's
+// Secret, and the bundle the agent and the control plane read), and the
+// control plane's serving certificate is reissued by the new CA, which
+// only a party that loaded the new bundle accepts. Client certificates
+// stay issued by the old CA. It returns the new CA's serial number, in hex.
+func (p *PKI) RotateCA() (string, error) {
+	next, err := devpki.New(filepath.Join(p.ca.Dir, fmt.Sprintf("ca-%d", p.gatewayVersions)))
+	if err != nil {
+		return "", err
+	}
+	var bundle []byte
+	for _, path := range []string{p.CA, next.CAFile} {
+		pem, err := os.ReadFile(path)
+		if err != nil {
+			return "", err
+		}
+		bundle = append(bundle, pem...)
+	}
+	bundlePath := filepath.Join(next.Dir, "bundle.crt")
+	if err := os.WriteFile(bundlePath, bundle, 0o600); err != nil {
+		return "", err
+	}
+	gatewayCert, gatewayKey := filepath.Join(next.Dir, "gateway.crt"), filepath.Join(next.Dir, "gateway.key")
+	for from, to := range map[string]string{p.Gateway.Cert: gatewayCert, p.Gateway.Key: gatewayKey} {
+		if err := copyFile(from, to); err != nil {
+			return "", err
+		}
+	}
+	if err := p.publishGatewaySecret(gatewayCert, gatewayKey, bundlePath); err != nil {
+		return "", err
+	}
+	server, err := next.Server("meshwaf-xds", ControlPlaneName, "127.0.0.1")
+	if err != nil {
+		return "", err
+	}
+	// Renames, so that a reader sees the old files or the new, never half.
+	if err := copyFile(bundlePath, p.CA+".next"); err != nil {
+		return "", err
+	}
+	for from, to := range map[string]string{p.CA + ".next": p.CA, server.Cert: p.Server.Cert, server.Key: p.Server.Key} {
+		if err := os.Rename(from, to); err != nil {
+			return "", err
+		}
+	}
+	return certificateSerial(next.CAFile)
+}
+
+// publishGatewaySecret moves the three files into a new version of the
+// gateway's Secret folder and makes it the current one.
+func (p *PKI) publishGatewaySecret(cert, key, caBundle string) error {
 	p.gatewayVersions++
-	dir := filepath.Join(p.ca.Dir, gatewaySecretDir)
+	dir := p.gatewayDir()
 	version := fmt.Sprintf("..v%d", p.gatewayVersions)
 	if err := os.MkdirAll(filepath.Join(dir, version), 0o700); err != nil {
 		return err
 	}
-	for from, to := range map[string]string{issued.Cert: "tls.crt", issued.Key: "tls.key"} {
+	if err := copyFile(caBundle, filepath.Join(dir, version, "ca.crt")); err != nil {
+		return err
+	}
+	for from, to := range map[string]string{cert: "tls.crt", key: "tls.key"} {
 		if err := os.Rename(from, filepath.Join(dir, version, to)); err != nil {
 			return err
 		}
@@ -86,7 +150,7 @@ func (p *PKI) RenewGatewayCertificate() error {
 	}
 	p.Gateway = devpki.Pair{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key")}
 	if p.gatewayVersions == 1 {
-		for _, name := range []string{"tls.crt", "tls.key"} {
+		for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
 			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
 				return err
 			}
@@ -95,10 +159,18 @@ func (p *PKI) RenewGatewayCertificate() error {
 	return nil
 }
 
+// gatewayDir is the folder of the gateway's Secret.
+func (p *PKI) gatewayDir() string { return filepath.Join(p.ca.Dir, gatewaySecretDir) }
+
 // GatewayCertificateSerial is the serial number, in hex, of the gateway's
 // current client certificate.
 func (p *PKI) GatewayCertificateSerial() (string, error) {
-	path := p.Gateway.Cert
+	return certificateSerial(p.Gateway.Cert)
+}
+
+// certificateSerial is the serial number, in hex, of the first certificate
+// in a PEM file.
+func certificateSerial(path string) (string, error) {
 	raw, err := os.ReadFile(path)
 	if err != nil {
 		return "", err
@@ -112,6 +184,14 @@ func (p *PKI) GatewayCertificateSerial() (string, error) {
 		return "", err
 	}
 	return cert.SerialNumber.Text(16), nil
+}
+
+func copyFile(from, to string) error {
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(to, b, 0o600)
 }
 
 // controlPlaneTLSArgs are meshwaf-xds's flags for mutual TLS.

@@ -222,14 +222,15 @@ func (s *Stack) RestartControlPlane(ctx context.Context) error {
 
 func (s *Stack) startEnvoy(ctx context.Context) error {
 	cfg := s.cfg
-	secretPath := filepath.Join(s.runDir, "envoy-xds-client-sds.json")
 	conf, err := buildEnvoyConfig(deploy.FS, bootstrapParams{Gateway: cfg.Gateway, Ports: s.ports,
-		AcceptHTTP10: cfg.AcceptHTTP10, PKI: s.pki, ClientSecretPath: secretPath})
+		AcceptHTTP10: cfg.AcceptHTTP10, PKI: s.pki, SDSDir: s.runDir})
 	if err != nil {
 		return err
 	}
-	if err := os.WriteFile(secretPath, conf.ClientSecret, 0o644); err != nil {
-		return err
+	for path, content := range conf.SDSFiles {
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			return err
+		}
 	}
 	bootPath := filepath.Join(s.runDir, "envoy-bootstrap.json")
 	if err := os.WriteFile(bootPath, conf.Bootstrap, 0o644); err != nil {
