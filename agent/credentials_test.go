@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"google.golang.org/grpc/peer"
 
 	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/tlsfiles"
 )
 
 // seen is what a TLS test server learnt about its last caller.
@@ -34,13 +34,10 @@ func tlsServer(t *testing.T, pki *devpki.PKI, last *seen) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cert, err := tls.LoadX509KeyPair(pair.Cert, pair.Key)
+	creds, err := tlsfiles.Server{CertFile: pair.Cert, KeyFile: pair.Key, ClientCAFile: pki.CAFile, ClientAuth: tls.VerifyClientCertIfGiven}.Credentials()
 	if err != nil {
 		t.Fatal(err)
 	}
-	pem, _ := os.ReadFile(pki.CAFile)
-	pool := x509.NewCertPool()
-	pool.AppendCertsFromPEM(pem)
 	record := func(ctx context.Context, req any, _ *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 		*last = seen{}
 		if p, ok := peer.FromContext(ctx); ok {
@@ -52,9 +49,7 @@ func tlsServer(t *testing.T, pki *devpki.PKI, last *seen) string {
 		last.auth = strings.Join(md.Get("authorization"), ",")
 		return h(ctx, req)
 	}
-	srv := grpc.NewServer(
-		grpc.Creds(credentials.NewTLS(&tls.Config{Certificates: []tls.Certificate{cert}, ClientCAs: pool, ClientAuth: tls.VerifyClientCertIfGiven})),
-		grpc.UnaryInterceptor(record))
+	srv := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(record))
 	healthpb.RegisterHealthServer(srv, health.NewServer())
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
