@@ -106,9 +106,15 @@ func TestKubernetesLeaderFailover(t *testing.T) {
 			t.Fatalf("%s serves %d host policies, want 1", name, n)
 		}
 	}
-	waitFor(t, 20*time.Second, "status written by the leader", func() error {
-		if p := policyStatus(t, c, "shop"); p.Status.ObservedGeneration != p.Generation {
-			return fmt.Errorf("observed generation %d of %d", p.Status.ObservedGeneration, p.Generation)
+	// The leader has no agent; the one agent is replica A's. The status
+	// must count it all the same, from replica A's report.
+	waitFor(t, 20*time.Second, "status written by the leader, counting replica A's agent", func() error {
+		p := policyStatus(t, c, "shop")
+		prog := condition(p, v1alpha1.ConditionProgrammed)
+		if p.Status.ObservedGeneration != p.Generation || p.Status.Agents.Desired != 1 || p.Status.Agents.Applied != 1 ||
+			prog.Status != metav1.ConditionTrue {
+			return fmt.Errorf("observed generation %d of %d, agents %+v, Programmed=%s (%s); want 1 of 1 agents",
+				p.Status.ObservedGeneration, p.Generation, p.Status.Agents, prog.Status, prog.Message)
 		}
 		return nil
 	})
@@ -122,8 +128,9 @@ func TestKubernetesLeaderFailover(t *testing.T) {
 	var p v1alpha1.WAFPolicy
 	waitFor(t, 20*time.Second, "status of the new generation", func() error {
 		p = policyStatus(t, c, "shop")
-		if p.Status.ObservedGeneration != p.Generation {
-			return fmt.Errorf("observed generation %d of %d", p.Status.ObservedGeneration, p.Generation)
+		if p.Status.ObservedGeneration != p.Generation || p.Status.Agents.Desired != 1 || p.Status.Agents.Applied != 1 {
+			return fmt.Errorf("observed generation %d of %d, agents %+v; want 1 of 1 agents",
+				p.Status.ObservedGeneration, p.Generation, p.Status.Agents)
 		}
 		return nil
 	})

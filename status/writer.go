@@ -11,6 +11,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/dynamic"
+	corev1client "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/snapshot"
@@ -33,6 +34,12 @@ type WriterConfig struct {
 	Logger *slog.Logger
 	// Interval between status reconciliations. Default 1s.
 	Interval time.Duration
+	// Reports, when set, is the control plane namespace's ConfigMaps,
+	// where the other replicas publish their agents (Publisher); Replica
+	// is this replica's report key. The status then counts the whole
+	// fleet, not only the agents connected to the leader.
+	Reports corev1client.ConfigMapInterface
+	Replica string
 }
 
 // Writer keeps WAFPolicy statuses up to date. Run it only as the leader.
@@ -83,6 +90,14 @@ func (w *Writer) reconcile(ctx context.Context) {
 		return
 	}
 	convergence := w.cfg.Fleet.Convergence()
+	if w.cfg.Reports != nil {
+		now := time.Now()
+		others, err := readReports(ctx, w.cfg.Reports, w.cfg.Replica, now)
+		if err != nil && ctx.Err() == nil {
+			w.cfg.Logger.Error("reading the other replicas' agent reports", "configmap", ReportsConfigMap, "error", err)
+		}
+		convergence = fleetConvergence(convergence, others, now)
+	}
 	txn := w.cfg.Store.Read()
 	for _, p := range snap.Policies {
 		record := txn.Policy(p.Ref)

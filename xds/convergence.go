@@ -14,7 +14,7 @@ type PolicyConvergence struct {
 	// the others that have not applied it yet.
 	Rejecting    int `json:"rejecting"`
 	PendingCount int `json:"pendingCount"`
-	// Pending and Rejected name some of them (at most maxListedAgents).
+	// Pending and Rejected name some of them (at most MaxListedAgents).
 	Pending  []string         `json:"pending,omitempty"`
 	Rejected []AgentRejection `json:"rejected,omitempty"`
 }
@@ -25,9 +25,9 @@ type AgentRejection struct {
 	Reason string `json:"reason"`
 }
 
-// maxListedAgents bounds the agents named per policy, so a large fleet
+// MaxListedAgents bounds the agents named per policy, so a large fleet
 // that is behind does not make the debug page or status unbounded.
-const maxListedAgents = 20
+const MaxListedAgents = 20
 
 // Convergence reports every policy of the current snapshot, keyed by
 // "<namespace>/<name>". An agent applied a policy when it confirmed a
@@ -65,14 +65,14 @@ func (s *Server) Convergence() map[string]PolicyConvergence {
 			switch {
 			case isRejected:
 				c.Rejecting++
-				if len(c.Rejected) < maxListedAgents {
+				if len(c.Rejected) < MaxListedAgents {
 					c.Rejected = append(c.Rejected, AgentRejection{Agent: agent.Node, Reason: reason})
 				}
 			case agent.Acked >= neededFor[name]:
 				c.Applied++
 			default:
 				c.PendingCount++
-				if len(c.Pending) < maxListedAgents {
+				if len(c.Pending) < MaxListedAgents {
 					c.Pending = append(c.Pending, agent.Node)
 				}
 			}

@@ -319,7 +319,8 @@ type AgentsStatus struct {
 	// PolicyVersion is the content digest agents report applying.
 	// +optional
 	PolicyVersion string `json:"policyVersion,omitempty"`
-	// Desired is the number of connected agents.
+	// Desired is the number of agents connected to the control plane (all
+	// replicas together).
 	Desired int32 `json:"desired"`
 	// Applied is how many of them applied PolicyVersion for every host.
 	Applied int32 `json:"applied"`

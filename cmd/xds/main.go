@@ -88,8 +88,8 @@ Flags:
 	fs.StringVar(&o.manifests, "manifests", "", "folder of multi-document YAML manifests")
 	fs.StringVar(&o.kubeconfig, "kubeconfig", "", "read objects from the Kubernetes API server of this kubeconfig")
 	fs.BoolVar(&o.inCluster, "in-cluster", false, "read objects from the Kubernetes API server this pod runs in")
-	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshwaf-system"), "namespace of the leader-election Lease (Kubernetes only)")
-	fs.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name in leader election (Kubernetes only)")
+	fs.StringVar(&o.namespace, "namespace", envOr("POD_NAMESPACE", "meshwaf-system"), "namespace of the leader-election Lease and of the ConfigMap where replicas report their agents (Kubernetes only)")
+	fs.StringVar(&o.identity, "identity", defaultIdentity(), "this replica's name in leader election and its key in the agent report ConfigMap (Kubernetes only)")
 	fs.StringVar(&o.tlsCert, "tls-cert", "", "serve gRPC over TLS with this certificate file")
 	fs.StringVar(&o.tlsKey, "tls-key", "", "key file of --tls-cert")
 	fs.StringVar(&o.clientCA, "client-ca", "", "require client certificates signed by this CA (mutual TLS); an agent's certificate must carry the URI SAN spiffe://<domain>/agent/<node id>")
@@ -204,7 +204,11 @@ func run(ctx context.Context, opts options, log *slog.Logger) error {
 	g.Go(func() error { return server.Start(ctx) })
 	g.Go(func() error { return serveHTTP(ctx, httpServer, "", "") })
 	if kube != nil {
-		writer := status.NewWriter(status.WriterConfig{Client: kube.dynamic, Fleet: server, Store: db, Logger: log})
+		reports := kube.typed.CoreV1().ConfigMaps(opts.namespace)
+		writer := status.NewWriter(status.WriterConfig{Client: kube.dynamic, Fleet: server, Store: db, Logger: log,
+			Reports: reports, Replica: opts.identity})
+		publisher := status.NewPublisher(status.PublisherConfig{ConfigMaps: reports, Replica: opts.identity, Fleet: server, Logger: log})
+		g.Go(func() error { return publisher.Start(ctx) })
 		g.Go(func() error {
 			return status.RunAsLeader(ctx, status.LeaderConfig{
 				Client: kube.typed, Namespace: opts.namespace, Identity: opts.identity, Logger: log,
