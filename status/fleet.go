@@ -47,9 +47,11 @@ const (
 	reportForgetAfter = 10 * time.Minute
 )
 
-// Report is one replica's view of its agents, per policy.
+// Report is one replica's view of its agents: how many are connected, and
+// per policy how many applied it.
 type Report struct {
 	Renewed  time.Time                        `json:"renewed"`
+	Agents   int                              `json:"agents"`
 	Policies map[string]xds.PolicyConvergence `json:"policies"`
 }
 
@@ -68,7 +70,7 @@ type PublisherConfig struct {
 // every replica.
 type Publisher struct {
 	cfg     PublisherConfig
-	last    map[string]xds.PolicyConvergence
+	last    Report // Renewed unset
 	written time.Time
 }
 
@@ -101,11 +103,12 @@ func (p *Publisher) Start(ctx context.Context) error {
 }
 
 func (p *Publisher) publish(ctx context.Context) {
-	view := compactView(p.cfg.Fleet.Convergence())
+	view := Report{Agents: len(p.cfg.Fleet.Agents()), Policies: compactView(p.cfg.Fleet.Convergence())}
 	if reflect.DeepEqual(view, p.last) && time.Since(p.written) < reportRenewal {
 		return
 	}
-	report := Report{Renewed: time.Now().UTC(), Policies: view}
+	report := view
+	report.Renewed = time.Now().UTC()
 	if err := patchReport(ctx, p.cfg.ConfigMaps, p.cfg.Replica, &report); err != nil {
 		if ctx.Err() == nil {
 			p.cfg.Logger.Error("publishing this replica's agent report", "configmap", ReportsConfigMap, "error", err)
@@ -189,8 +192,8 @@ func readReports(ctx context.Context, cms corev1client.ConfigMapInterface, self 
 
 // fleetConvergence adds to this replica's view, per policy, the agents of
 // every other replica whose report is fresh. An agent of a replica that
-// serves another version of the policy (it has not rebuilt yet, or has
-// already) has not applied this one: it counts as pending.
+// serves another version of the policy, or none (it has not rebuilt yet,
+// or has already), has not applied this one: it counts as pending.
 func fleetConvergence(own map[string]xds.PolicyConvergence, others map[string]Report, now time.Time) map[string]xds.PolicyConvergence {
 	out := maps.Clone(own)
 	// In a fixed order, so that the rejections listed do not change
@@ -201,13 +204,10 @@ func fleetConvergence(own map[string]xds.PolicyConvergence, others map[string]Re
 			continue
 		}
 		for name, c := range out {
+			c.Desired += r.Agents
 			o, ok := r.Policies[name]
-			if !ok {
-				continue
-			}
-			c.Desired += o.Desired
-			if o.Version != c.Version {
-				c.PendingCount += o.Desired
+			if !ok || o.Version != c.Version {
+				c.PendingCount += r.Agents
 				out[name] = c
 				continue
 			}

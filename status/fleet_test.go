@@ -18,19 +18,20 @@ func TestFleetConvergenceAddsFreshReportsOfTheSameVersion(t *testing.T) {
 		"shop/shop": {Policy: "shop/shop", Version: "v2", Desired: 2, Applied: 1, PendingCount: 1},
 	}
 	others := map[string]Report{
-		"same version": {Renewed: now.Add(-5 * time.Second), Policies: map[string]xds.PolicyConvergence{
+		"same version": {Renewed: now.Add(-5 * time.Second), Agents: 3, Policies: map[string]xds.PolicyConvergence{
 			"shop/shop": {Version: "v2", Desired: 3, Applied: 2, Rejecting: 1, Rejected: []xds.AgentRejection{{Agent: "node-c", Reason: "bad rule"}}},
 			"gone/gone": {Version: "v1", Desired: 3, Applied: 3},
 		}},
-		"older version": {Renewed: now, Policies: map[string]xds.PolicyConvergence{
+		"older version": {Renewed: now, Agents: 4, Policies: map[string]xds.PolicyConvergence{
 			"shop/shop": {Version: "v1", Desired: 4, Applied: 4},
 		}},
-		"stale": {Renewed: now.Add(-reportStaleAfter - time.Second), Policies: map[string]xds.PolicyConvergence{
+		"not rebuilt yet": {Renewed: now, Agents: 5, Policies: map[string]xds.PolicyConvergence{}},
+		"stale": {Renewed: now.Add(-reportStaleAfter - time.Second), Agents: 10, Policies: map[string]xds.PolicyConvergence{
 			"shop/shop": {Version: "v2", Desired: 10, Applied: 10},
 		}},
 	}
 	got := fleetConvergence(own, others, now)
-	want := xds.PolicyConvergence{Policy: "shop/shop", Version: "v2", Desired: 9, Applied: 3, Rejecting: 1, PendingCount: 5,
+	want := xds.PolicyConvergence{Policy: "shop/shop", Version: "v2", Desired: 14, Applied: 3, Rejecting: 1, PendingCount: 10,
 		Rejected: []xds.AgentRejection{{Agent: "node-c", Reason: "bad rule"}}}
 	if c := got["shop/shop"]; c.Desired != want.Desired || c.Applied != want.Applied || c.Rejecting != want.Rejecting ||
 		c.PendingCount != want.PendingCount || len(c.Rejected) != 1 || c.Rejected[0] != want.Rejected[0] {
@@ -50,7 +51,7 @@ func TestFleetConvergenceListsBoundedRejections(t *testing.T) {
 		many[i] = xds.AgentRejection{Agent: "own", Reason: "r"}
 	}
 	own := map[string]xds.PolicyConvergence{"p": {Version: "v", Desired: 20, Rejecting: 20, Rejected: many}}
-	others := map[string]Report{"b": {Renewed: time.Now(), Policies: map[string]xds.PolicyConvergence{
+	others := map[string]Report{"b": {Renewed: time.Now(), Agents: 1, Policies: map[string]xds.PolicyConvergence{
 		"p": {Version: "v", Desired: 1, Rejecting: 1, Rejected: []xds.AgentRejection{{Agent: "other"}}},
 	}}}
 	got := fleetConvergence(own, others, time.Now())["p"]
@@ -59,10 +60,15 @@ func TestFleetConvergenceListsBoundedRejections(t *testing.T) {
 	}
 }
 
+// staticFleet is a replica's fixed view: the convergence of one policy,
+// whose Desired is also the number of agents connected.
 type staticFleet map[string]xds.PolicyConvergence
 
 func (staticFleet) Current() *snapshot.Snapshot                     { return nil }
 func (f staticFleet) Convergence() map[string]xds.PolicyConvergence { return f }
+func (f staticFleet) Agents() []xds.AgentStatus {
+	return make([]xds.AgentStatus, f["shop/shop"].Desired)
+}
 
 // Replicas publish into one ConfigMap, a key each, which the reader of
 // another replica sees; a replica that stops removes its key, and a report
@@ -98,7 +104,7 @@ func TestReportsRoundTripThroughOneConfigMap(t *testing.T) {
 		}
 	}
 	got := waitReports(2)
-	if b := got["replica-b"].Policies["shop/shop"]; b.Desired != 2 || b.PendingCount != 2 {
+	if b := got["replica-b"]; b.Agents != 2 || b.Policies["shop/shop"].PendingCount != 2 {
 		t.Errorf("replica-b's report %+v", b)
 	}
 	if a := got["replica-a"].Policies["shop/shop"]; a.Applied != 1 || a.Pending != nil {

@@ -23,6 +23,7 @@ import (
 type FleetView interface {
 	Current() *snapshot.Snapshot
 	Convergence() map[string]xds.PolicyConvergence
+	Agents() []xds.AgentStatus
 }
 
 // WriterConfig configures a Writer.
