@@ -5,7 +5,6 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -50,50 +49,15 @@ func binaries(t *testing.T) *stack.Binaries {
 	return &bins
 }
 
-// startStack starts a stack for t and stops it when t ends. When t failed,
-// the tail of every log is printed, since the run directory is removed.
+// startStack starts a stack of this build's binaries for t and stops it
+// when t ends (stack.StartForTest).
 func startStack(t *testing.T, cfg stack.Config) *stack.Stack {
 	t.Helper()
 	if !cfg.EnvoyOnly && cfg.Binaries == nil {
 		cfg.Binaries = binaries(t)
 	}
 	cfg.RepoRoot = repoRoot
-	cfg.RunDir = t.TempDir()
-	cfg.Logf = t.Logf
-	start := time.Now()
-	s, err := stack.Start(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Logf("stack started in %s: %s", time.Since(start).Round(time.Millisecond), s.Describe())
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, s)
-		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-	})
-	return s
-}
-
-func dumpLogs(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	logs := s.LogPaths()
-	for _, f := range []struct {
-		path string
-		n    int
-	}{{logs.ControlPlane, 40}, {logs.Agent, 40}, {logs.Envoy, 30}, {logs.Audit, 5}} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > f.n {
-			lines = lines[len(lines)-f.n:]
-		}
-		t.Logf("---- %s (last %d lines)\n%s", filepath.Base(f.path), len(lines), strings.Join(lines, "\n"))
-	}
+	return stack.StartForTest(t, cfg)
 }
 
 // request is one client request to the gateway.

@@ -3,7 +3,6 @@ package conformance
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -137,12 +136,11 @@ func checkProtocolUsed(t *testing.T, s *stack.Stack, p protocol) {
 // policy, with the CRS reference backend behind the gateway.
 func startStack(t *testing.T, p protocol) *stack.Stack {
 	t.Helper()
-	start := time.Now()
-	runDir := t.TempDir()
+	var runDir string // the test's temporary folder
 	if *keepRunDir != "" {
 		runDir = filepath.Join(*keepRunDir, string(p))
 	}
-	s, err := stack.Start(context.Background(), stack.Config{
+	return stack.StartForTest(t, stack.Config{
 		Manifests: writeManifests(t, p),
 		Binaries:  binaries(t),
 		RepoRoot:  repoRoot,
@@ -154,38 +152,5 @@ func startStack(t *testing.T, p protocol) *stack.Stack {
 		// Many CRS tests speak HTTP/1.0; Istio refuses it unless the
 		// gateway opts in, which is a supported, documented setting.
 		AcceptHTTP10: true,
-		Logf:         t.Logf,
 	})
-	if err != nil {
-		t.Fatalf("start stack: %v", err)
-	}
-	t.Logf("stack started in %s: %s", time.Since(start).Round(time.Millisecond), s.Describe())
-	t.Cleanup(func() {
-		if t.Failed() {
-			dumpLogs(t, s)
-		}
-		if err := s.Stop(); err != nil {
-			t.Errorf("stop stack: %v", err)
-		}
-	})
-	return s
-}
-
-func dumpLogs(t *testing.T, s *stack.Stack) {
-	t.Helper()
-	logs := s.LogPaths()
-	for _, f := range []struct {
-		path string
-		n    int
-	}{{logs.ControlPlane, 20}, {logs.Agent, 40}, {logs.Envoy, 40}} {
-		b, err := os.ReadFile(f.path)
-		if err != nil {
-			continue
-		}
-		lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-		if len(lines) > f.n {
-			lines = lines[len(lines)-f.n:]
-		}
-		t.Logf("---- %s (last %d lines)\n%s", f.path, len(lines), strings.Join(lines, "\n"))
-	}
 }
