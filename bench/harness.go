@@ -60,6 +60,7 @@ type Report struct {
 	Results  []Result
 	Profiles []Profile
 	Pacing   *Pacing
+	Pinning  *Pinning
 	Curve    *Curve
 	Options  []OptionResult
 	Started  time.Time
@@ -229,8 +230,8 @@ func optionBudget(b Budget) Budget {
 	return OptionBudget
 }
 
-// profileAndPace runs the profile step, the pacing diagnostic and the load
-// curve for the profiled scenario, whose measurement is already in rep.
+// profileAndPace runs the profile step, the pacing diagnostic, the load
+// curve and the pinning diagnostic for the profiled scenario, whose measurement is already in rep.
 func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarget) (err error) {
 	cfg.Logf("profiling %s at PL%d", t.sc.Name, t.level)
 	rep.Profiles = append(rep.Profiles, profile(ctx, cfg.RunDir, t)...)
@@ -246,7 +247,10 @@ func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarge
 	if rep.Pacing, err = measurePacing(budget, t, gap); err != nil {
 		return err
 	}
-	rep.Curve, err = measureCurve(budget, t)
+	if rep.Curve, err = measureCurve(budget, t); err != nil {
+		return err
+	}
+	rep.Pinning, err = measurePinning(budget, t)
 	return err
 }
 

@@ -192,3 +192,16 @@ func TestPacingSaysWhenCacheCostsCoverTheWholeDifference(t *testing.T) {
 		})
 	}
 }
+
+func TestPinningTextComparesBothWays(t *testing.T) {
+	us := time.Microsecond
+	rep := &Report{Pinning: &Pinning{Scenario: "benign GET", Level: 1,
+		InProcess: cpuOnly(1000 * us), Agent: cpuOnly(1300 * us), PinnedInProcess: cpuOnly(1000 * us), PinnedAgent: cpuOnly(1050 * us)}}
+	var b strings.Builder
+	rep.writePinning(&b)
+	for _, want := range []string{"| as measured for the goals | 1.00 | 1.30 | 0.30 | 1.30× |", "| pinned | 1.00 | 1.05 | 0.050 | 1.05× |"} {
+		if !strings.Contains(b.String(), want) {
+			t.Errorf("pinning text lacks %q:\n%s", want, b.String())
+		}
+	}
+}

@@ -230,6 +230,7 @@ func (rep *Report) writeProfiles(b *strings.Builder) {
 	}
 	rep.writePacing(b)
 	rep.writeCurve(b)
+	rep.writePinning(b)
 	for _, p := range rep.Profiles {
 		fmt.Fprintf(b, "\n### %s: go tool pprof -top -cum\n\n```\n%s\n```\n", p.Title, strings.TrimRight(p.Text, "\n"))
 	}
