@@ -2,7 +2,6 @@ package bench
 
 import (
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -83,14 +82,6 @@ type OptionResult struct {
 // gain is the CPU per request the option saves, as a share of the baseline.
 func (r OptionResult) gain() float64 {
 	return 1 - ratio(r.With.TotalCPUPerRequest(), r.Without.TotalCPUPerRequest())
-}
-
-func optionKeys() string {
-	var keys []string
-	for _, o := range Options() {
-		keys = append(keys, o.Key)
-	}
-	return strings.Join(keys, ", ")
 }
 
 // OptionBudget is what each option measurement gets in a full run: less

@@ -30,15 +30,3 @@ func covers(pattern, host string) bool {
 	// "example.com" itself.
 	return strings.HasSuffix(host, suffix) && len(host) > len(suffix)
 }
-
-// specificity orders hosts: exact beats wildcard (longer suffix first)
-// beats gateway-wide. Higher is more specific.
-func specificity(host string) int {
-	switch {
-	case host == "*":
-		return 0
-	case strings.HasPrefix(host, "*."):
-		return len(host)
-	}
-	return 1 << 20
-}

@@ -98,9 +98,6 @@ func (c *ControlPlane) waitReady(ctx context.Context) error {
 	}
 }
 
-// PID is the process id.
-func (c *ControlPlane) PID() int { return c.cmd.Process.Pid }
-
 // Stop asks the process to stop (SIGTERM) and waits, killing it after 10 s.
 func (c *ControlPlane) Stop() error {
 	defer c.client.CloseIdleConnections()
@@ -127,9 +124,6 @@ func (c *ControlPlane) Kill() {
 	c.cmd.Process.Kill()
 	<-c.exited
 }
-
-// Exited is closed when the process has exited.
-func (c *ControlPlane) Exited() <-chan struct{} { return c.exited }
 
 // get fetches path from the HTTP listener.
 func (c *ControlPlane) get(ctx context.Context, path string) (int, []byte, error) {

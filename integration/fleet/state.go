@@ -35,9 +35,6 @@ func NewExpect(names, versions *Table, want map[string]string) *Expect {
 	return e
 }
 
-// Len is the number of resources expected.
-func (e *Expect) Len() int { return e.n }
-
 func (e *Expect) version(name uint32) uint32 {
 	if int(name) < len(e.versions) {
 		return e.versions[name]

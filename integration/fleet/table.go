@@ -79,10 +79,3 @@ func (t *Table) String(id uint32) string {
 	}
 	return t.strs[id]
 }
-
-// Len is the number of strings interned.
-func (t *Table) Len() int {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	return len(t.strs) - 1
-}

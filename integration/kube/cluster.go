@@ -119,26 +119,6 @@ func New(ctx context.Context, dir string, opts Options) (c *Cluster, err error) 
 	return c, nil
 }
 
-// Config returns a copy of the admin's client configuration (client
-// certificate in group system:masters, so RBAC does not apply to it).
-func (c *Cluster) Config() *rest.Config { return rest.CopyConfig(c.admin) }
-
-// Kubeconfig is the path of a kubeconfig file for the admin.
-func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
-
-// Host is the API server's URL, https://127.0.0.1:<port>.
-func (c *Cluster) Host() string { return c.admin.Host }
-
-// CAData is the PEM CA certificate that signed the API server's certificate.
-func (c *Cluster) CAData() []byte { return append([]byte(nil), c.keys.caPEM...) }
-
-// Dir holds the cluster's files: logs (etcd.log, kube-apiserver.log), keys,
-// etcd data and the admin kubeconfig.
-func (c *Cluster) Dir() string { return c.dir }
-
-// Binaries are the executables this cluster runs.
-func (c *Cluster) Binaries() Binaries { return c.bins }
-
 // StartAPIServer starts the API server if it is stopped and waits until it
 // is ready.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {
@@ -178,15 +158,6 @@ func (c *Cluster) KillAPIServer() {
 		c.server.proc.kill()
 		c.server = nil
 	}
-}
-
-// RestartAPIServer stops the API server and starts it again on the same
-// address with the same data.
-func (c *Cluster) RestartAPIServer(ctx context.Context) error {
-	if err := c.StopAPIServer(); err != nil {
-		return err
-	}
-	return c.StartAPIServer(ctx)
 }
 
 // Close stops the API server and etcd. The directory is left for the caller
