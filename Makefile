@@ -35,7 +35,7 @@ CRD_DIR := deploy/crds
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api check-generated tools help
+.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api generate-deploy check-generated tools help
 
 help:
 	@echo "make demo             run control plane, agent and Envoy locally with examples/demo"
@@ -72,7 +72,7 @@ $(PROTOC_GEN_GO):
 
 # GEN_OUT (default: the repository) is where generated files are written;
 # check-generated points it at a scratch directory.
-generate: generate-proto generate-api
+generate: generate-proto generate-api generate-deploy
 
 # Generation is pinned twice over: protoc-gen-go is built from the version in
 # go.mod, and protoc must be the version the committed files were made with.
@@ -90,6 +90,12 @@ generate-api:
 	rm -f $(or $(GEN_OUT),.)/$(CRD_DIR)/*.yaml
 	$(CONTROLLER_GEN) crd:crdVersions=v1 paths=./api/... output:crd:dir=$(or $(GEN_OUT),.)/$(CRD_DIR)
 
+# The plain manifests under deploy/ are rendered from the Helm chart
+# (deploy/helm/meshwaf) with its defaults; Helm is built and cached by
+# scripts/install-helm.sh.
+generate-deploy:
+	scripts/render-deploy.sh $(or $(GEN_OUT),.)
+
 # Regenerates into a scratch directory and compares, so the check works the
 # same on a dirty or uncommitted tree and never rewrites the working copy.
 check-generated: tools
@@ -100,7 +106,10 @@ check-generated: tools
 		diff -u "$$gen" "$$scratch/$$gen" || { echo "$$gen is stale: run 'make generate' and commit it"; exit 1; }; \
 	done; \
 	diff -u $(DEEPCOPY) "$$scratch/$(DEEPCOPY)" || { echo "$(DEEPCOPY) is stale: run 'make generate' and commit it"; exit 1; }; \
-	diff -ru $(CRD_DIR) "$$scratch/$(CRD_DIR)" || { echo "$(CRD_DIR) is stale: run 'make generate' and commit it"; exit 1; }
+	diff -ru $(CRD_DIR) "$$scratch/$(CRD_DIR)" || { echo "$(CRD_DIR) is stale: run 'make generate' and commit it"; exit 1; }; \
+	for dir in deploy/kubernetes deploy/istio; do \
+		diff -ru "$$dir" "$$scratch/$$dir" || { echo "$$dir differs from the chart: run 'make generate' and commit it"; exit 1; }; \
+	done
 
 tools:
 	@command -v $(PROTOC) >/dev/null || { \
