@@ -119,6 +119,10 @@ func New(ctx context.Context, dir string, opts Options) (c *Cluster, err error) 
 	return c, nil
 }
 
+// Kubeconfig is the path of a kubeconfig file for the admin, for tools such
+// as helm.
+func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
+
 // StartAPIServer starts the API server if it is stopped and waits until it
 // is ready.
 func (c *Cluster) StartAPIServer(ctx context.Context) error {

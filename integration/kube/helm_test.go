@@ -16,9 +16,10 @@ import (
 // The chart installs into any namespace and for any gateway: rendered with
 // values other than the defaults the plain manifests come from, nothing
 // names meshwaf-system or the default gateway any more, the control plane
-// and the agents find each other in the release namespace, and the real API
-// server accepts every object (the namespaces and RBAC stored, the rest
-// dry-run, as TestDeployManifestsAreValid does; the EnvoyFilter against
+// and the agents find each other in the release namespace, helm install
+// succeeds against a real API server and tells the user what to create, and
+// that API server accepts every object (the namespaces and RBAC stored, the
+// rest dry-run, as TestDeployManifestsAreValid does; the EnvoyFilter against
 // Istio's own CRD).
 func TestHelmChartRendersForAnotherNamespaceAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
@@ -54,8 +55,26 @@ func TestHelmChartRendersForAnotherNamespaceAndGateway(t *testing.T) {
 	}
 
 	c := kube.Start(t, kube.Options{IstioCRDs: []string{"envoyfilters.networking.istio.io"}, GatewayAPICRDs: []string{}})
-	if _, err := c.Apply(ctx, []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n")); err != nil {
+	if _, err := c.Apply(ctx, []byte("apiVersion: v1\nkind: Namespace\nmetadata: {name: edge}\n---\napiVersion: v1\nkind: Namespace\nmetadata: {name: waf}\n")); err != nil {
 		t.Fatal(err)
+	}
+
+	// helm install itself, a server-side dry run into the existing
+	// namespace, and the notes it prints for the user.
+	install, err := exec.CommandContext(ctx, helm, "install", "meshwaf", filepath.Join(kube.RepoRoot(), "deploy", "helm", "meshwaf"),
+		"--kubeconfig", c.Kubeconfig(), "--namespace", "waf", "--dry-run=server", "--set", "gateway.namespace=edge").CombinedOutput()
+	if err != nil {
+		t.Fatalf("helm install --dry-run=server: %v\n%s", err, install)
+	}
+	notes := install
+	if i := bytes.Index(install, []byte("NOTES:")); i >= 0 {
+		notes = install[i:]
+	}
+	for _, want := range []string{"Secret waf/meshwaf-xds-tls", "ConfigMap waf/meshwaf-client-ca", "Secret edge/meshwaf-gateway-xds-tls",
+		"sidecar.istio.io/bootstrapOverride: meshwaf-bootstrap"} {
+		if !bytes.Contains(notes, []byte(want)) {
+			t.Errorf("helm install's notes lack %q:\n%s", want, notes)
+		}
 	}
 	// Helm starts each template's output with "# Source: meshwaf/templates/<path>".
 	source := regexp.MustCompile(`(?m)^# Source: meshwaf/templates/(\S+)$`)
