@@ -74,7 +74,11 @@ func (p *PKI) RenewGatewayCertificate() error {
 	if p.gatewayVersions > 0 {
 		bundle = filepath.Join(p.gatewayDir(), "ca.crt")
 	}
-	return p.publishGatewaySecret(issued.Cert, issued.Key, bundle)
+	files, err := readFiles(map[string]string{"tls.crt": issued.Cert, "tls.key": issued.Key, "ca.crt": bundle})
+	if err != nil {
+		return err
+	}
+	return p.publishGatewaySecret(files)
 }
 
 // RotateCA is the middle of a CA rotation, as an operator does it: a new CA
@@ -84,29 +88,20 @@ func (p *PKI) RenewGatewayCertificate() error {
 // only a party that loaded the new bundle accepts. Client certificates
 // stay issued by the old CA. It returns the new CA's serial number, in hex.
 func (p *PKI) RotateCA() (string, error) {
-	next, err := devpki.New(filepath.Join(p.ca.Dir, fmt.Sprintf("ca-%d", p.gatewayVersions)))
+	dir, err := os.MkdirTemp(p.ca.Dir, "ca-")
 	if err != nil {
 		return "", err
 	}
-	var bundle []byte
-	for _, path := range []string{p.CA, next.CAFile} {
-		pem, err := os.ReadFile(path)
-		if err != nil {
-			return "", err
-		}
-		bundle = append(bundle, pem...)
-	}
-	bundlePath := filepath.Join(next.Dir, "bundle.crt")
-	if err := os.WriteFile(bundlePath, bundle, 0o600); err != nil {
+	next, err := devpki.New(dir)
+	if err != nil {
 		return "", err
 	}
-	gatewayCert, gatewayKey := filepath.Join(next.Dir, "gateway.crt"), filepath.Join(next.Dir, "gateway.key")
-	for from, to := range map[string]string{p.Gateway.Cert: gatewayCert, p.Gateway.Key: gatewayKey} {
-		if err := copyFile(from, to); err != nil {
-			return "", err
-		}
+	files, err := readFiles(map[string]string{"tls.crt": p.Gateway.Cert, "tls.key": p.Gateway.Key, "old-ca": p.CA, "new-ca": next.CAFile})
+	if err != nil {
+		return "", err
 	}
-	if err := p.publishGatewaySecret(gatewayCert, gatewayKey, bundlePath); err != nil {
+	bundle := append(files["old-ca"], files["new-ca"]...)
+	if err := p.publishGatewaySecret(map[string][]byte{"tls.crt": files["tls.crt"], "tls.key": files["tls.key"], "ca.crt": bundle}); err != nil {
 		return "", err
 	}
 	server, err := next.Server("meshwaf-xds", ControlPlaneName, "127.0.0.1")
@@ -114,7 +109,7 @@ func (p *PKI) RotateCA() (string, error) {
 		return "", err
 	}
 	// Renames, so that a reader sees the old files or the new, never half.
-	if err := copyFile(bundlePath, p.CA+".next"); err != nil {
+	if err := os.WriteFile(p.CA+".next", bundle, 0o600); err != nil {
 		return "", err
 	}
 	for from, to := range map[string]string{p.CA + ".next": p.CA, server.Cert: p.Server.Cert, server.Key: p.Server.Key} {
@@ -125,20 +120,18 @@ func (p *PKI) RotateCA() (string, error) {
 	return certificateSerial(next.CAFile)
 }
 
-// publishGatewaySecret moves the three files into a new version of the
-// gateway's Secret folder and makes it the current one.
-func (p *PKI) publishGatewaySecret(cert, key, caBundle string) error {
+// publishGatewaySecret writes files (by name: tls.crt, tls.key, ca.crt)
+// into a new version of the gateway's Secret folder and makes it the
+// current one.
+func (p *PKI) publishGatewaySecret(files map[string][]byte) error {
 	p.gatewayVersions++
 	dir := p.gatewayDir()
 	version := fmt.Sprintf("..v%d", p.gatewayVersions)
 	if err := os.MkdirAll(filepath.Join(dir, version), 0o700); err != nil {
 		return err
 	}
-	if err := copyFile(caBundle, filepath.Join(dir, version, "ca.crt")); err != nil {
-		return err
-	}
-	for from, to := range map[string]string{cert: "tls.crt", key: "tls.key"} {
-		if err := os.Rename(from, filepath.Join(dir, version, to)); err != nil {
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, version, name), content, 0o600); err != nil {
 			return err
 		}
 	}
@@ -150,13 +143,26 @@ func (p *PKI) publishGatewaySecret(cert, key, caBundle string) error {
 	}
 	p.Gateway = devpki.Pair{Cert: filepath.Join(dir, "tls.crt"), Key: filepath.Join(dir, "tls.key")}
 	if p.gatewayVersions == 1 {
-		for _, name := range []string{"tls.crt", "tls.key", "ca.crt"} {
+		for name := range files {
 			if err := os.Symlink(filepath.Join("..data", name), filepath.Join(dir, name)); err != nil {
 				return err
 			}
 		}
 	}
 	return nil
+}
+
+// readFiles reads each path, by the name given to it.
+func readFiles(paths map[string]string) (map[string][]byte, error) {
+	out := make(map[string][]byte, len(paths))
+	for name, path := range paths {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, err
+		}
+		out[name] = b
+	}
+	return out, nil
 }
 
 // gatewayDir is the folder of the gateway's Secret.
@@ -184,14 +190,6 @@ func certificateSerial(path string) (string, error) {
 		return "", err
 	}
 	return cert.SerialNumber.Text(16), nil
-}
-
-func copyFile(from, to string) error {
-	b, err := os.ReadFile(from)
-	if err != nil {
-		return err
-	}
-	return os.WriteFile(to, b, 0o600)
 }
 
 // controlPlaneTLSArgs are meshwaf-xds's flags for mutual TLS.
