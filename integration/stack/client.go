@@ -56,6 +56,22 @@ func get(ctx context.Context, url string) (int, string, error) {
 	return resp.StatusCode, string(body), err
 }
 
+// getJSON decodes the JSON answer of a GET of url into v; what names the
+// endpoint in errors.
+func getJSON(ctx context.Context, what, url string, v any) error {
+	status, body, err := get(ctx, url)
+	if err != nil {
+		return err
+	}
+	if status != http.StatusOK {
+		return fmt.Errorf("%s: status %d: %s", what, status, body)
+	}
+	if err := json.Unmarshal([]byte(body), v); err != nil {
+		return fmt.Errorf("%s: %w: %s", what, err, body)
+	}
+	return nil
+}
+
 // EnvoyStats returns Envoy's counters and gauges whose names match the
 // regular expression filter (as Envoy's /stats?filter= takes it).
 // Histograms are left out.
@@ -176,20 +192,11 @@ type envoyTLSContext struct {
 
 // envoyCerts reads Envoy's /certs.
 func (s *Stack) envoyCerts(ctx context.Context) ([]envoyTLSContext, error) {
-	status, body, err := get(ctx, s.AdminURL()+"/certs")
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("envoy /certs: status %d: %s", status, body)
-	}
 	var certs struct {
 		Certificates []envoyTLSContext `json:"certificates"`
 	}
-	if err := json.Unmarshal([]byte(body), &certs); err != nil {
-		return nil, fmt.Errorf("envoy /certs: %w", err)
-	}
-	return certs.Certificates, nil
+	err := getJSON(ctx, "envoy /certs", s.AdminURL()+"/certs", &certs)
+	return certs.Certificates, err
 }
 
 // AgentPolicy is one entry of the agent's /debug/policies.
@@ -207,18 +214,9 @@ func (s *Stack) AgentPolicies(ctx context.Context) ([]AgentPolicy, error) {
 	if s.agent == nil {
 		return nil, fmt.Errorf("agent: %w", errNotRunning)
 	}
-	status, body, err := get(ctx, s.AgentURL()+"/debug/policies")
-	if err != nil {
-		return nil, err
-	}
-	if status != http.StatusOK {
-		return nil, fmt.Errorf("agent /debug/policies: status %d: %s", status, body)
-	}
 	var out struct {
 		Policies []AgentPolicy `json:"policies"`
 	}
-	if err := json.Unmarshal([]byte(body), &out); err != nil {
-		return nil, fmt.Errorf("agent /debug/policies: %w: %s", err, body)
-	}
-	return out.Policies, nil
+	err := getJSON(ctx, "agent /debug/policies", s.AgentURL()+"/debug/policies", &out)
+	return out.Policies, err
 }
