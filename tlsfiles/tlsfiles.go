@@ -30,11 +30,11 @@ func (s Server) Credentials() (credentials.TransportCredentials, error) {
 }
 
 func (s Server) config() (*tls.Config, error) {
-	cert, err := tls.LoadX509KeyPair(s.CertFile, s.KeyFile)
+	cert, err := loadServing(s.CertFile, s.KeyFile)
 	if err != nil {
-		return nil, fmt.Errorf("serving certificate: %w", err)
+		return nil, err
 	}
-	cfg := &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	cfg := &tls.Config{Certificates: []tls.Certificate{*cert}, MinVersion: tls.VersionTLS12}
 	if s.ClientCAFile != "" {
 		if cfg.ClientCAs, err = Pool(s.ClientCAFile); err != nil {
 			return nil, err
@@ -142,15 +142,17 @@ func (r *reloading) OverrideServerName(string) error { return nil }
 // GetCertificate that reads it again for every handshake, for an HTTPS
 // server (the control plane's admission webhook).
 func ServingCertificate(certFile, keyFile string) (func(*tls.ClientHelloInfo) (*tls.Certificate, error), error) {
-	load := func(*tls.ClientHelloInfo) (*tls.Certificate, error) {
-		cert, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("serving certificate: %w", err)
-		}
-		return &cert, nil
-	}
-	if _, err := load(nil); err != nil {
+	if _, err := loadServing(certFile, keyFile); err != nil {
 		return nil, err
 	}
-	return load, nil
+	return func(*tls.ClientHelloInfo) (*tls.Certificate, error) { return loadServing(certFile, keyFile) }, nil
+}
+
+// loadServing reads a serving certificate and its key.
+func loadServing(certFile, keyFile string) (*tls.Certificate, error) {
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("serving certificate: %w", err)
+	}
+	return &cert, nil
 }
