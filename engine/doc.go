@@ -1,0 +1,17 @@
+// Package engine makes Coraza's rule operators faster without changing
+// what they match. Install replaces Coraza's @rx operator with one that runs
+// RE2 (github.com/wasilibs/go-re2) where RE2 and Go's regexp are known to
+// agree, and Go's regexp, compiled from the same pattern with the same flags,
+// everywhere else: for values that are not valid UTF-8 (RE2 skips invalid
+// bytes, which would let `UNION\xff SELECT` through), for short values (where
+// Go's regexp is cheaper than a call into RE2) and for the few patterns whose
+// meaning differs between the two.
+//
+// Operators are registered in Coraza's process-wide plugin registry, so
+// Install affects every WAF compiled after it, in the whole process. A WAF
+// compiled before keeps the operators it was compiled with.
+//
+// engine imports Coraza's plugin API, go-re2 and the standard library. It
+// must not import agent, seclang or anything else of meshwaf: it is a
+// library the agent uses, not part of the agent.
+package engine

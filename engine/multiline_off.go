@@ -1,0 +1,6 @@
+//go:build coraza.rule.no_regex_multiline
+
+package engine
+
+// rxFlags: see multiline_default.go.
+const rxFlags = "(?s)"
