@@ -2,8 +2,8 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"slices"
 	"time"
@@ -19,17 +19,15 @@ type Config struct {
 	Levels []int32
 	// Scenarios filters Scenarios() by name; empty means all.
 	Scenarios []string
-	// Profile also records where the CPU goes for one scenario (Go's CPU
-	// profiler in (a) and (b), perf's event counts where perf works) and
-	// measures the pacing diagnostic (pacing.go) and the load curve
-	// (curve.go); it takes about a minute more.
-	Profile bool
-	// Options also compares Coraza's performance options with the agent's
-	// configuration in-process (options.go), after each scenario.
-	Options bool
 	// InFlight is how many requests the loaded measurement keeps in
 	// flight; default LoadInFlight.
 	InFlight int
+	// Overload, if set, measures overload.go's step: OverloadInFlight
+	// requests in flight for this long, after PeakTime at InFlight.
+	Overload, PeakTime time.Duration
+	// MemoryPolicies, if set, measures the agent's memory with each of
+	// these numbers of distinct policies (memory.go).
+	MemoryPolicies []int
 
 	RepoRoot  string          // meshwaf module root (required)
 	RunDir    string          // logs and generated configuration (required)
@@ -38,10 +36,11 @@ type Config struct {
 	Logf      func(format string, args ...any)
 }
 
-// Result holds the measurements of one scenario at one level: five with
-// one request at a time, four under load. The meters are: InProcess the
+// Result holds the measurements of one scenario at one level: six with
+// one request at a time, five under load. The meters are: InProcess the
 // in-process worker; AgentFloor and Agent the agent; Envoy the gateway's
-// Envoy then the agent; EnvoyAlone the plain Envoy.
+// Envoy then the agent; EnvoyAlone the plain Envoy; Peer nginx's master
+// and workers.
 type Result struct {
 	Scenario   string
 	Level      int32
@@ -50,7 +49,8 @@ type Result struct {
 	Agent      Measurement // (b)
 	Envoy      Measurement // (c)
 	EnvoyAlone Measurement // (d)
-	Loaded     Loaded      // (a)–(d) with Config.InFlight requests in flight
+	Peer       Measurement // nginx + ModSecurity
+	Loaded     Loaded      // the same with Config.InFlight requests in flight
 }
 
 // Report is everything a run found.
@@ -58,11 +58,8 @@ type Report struct {
 	Budget   Budget
 	InFlight int // of the loaded measurement
 	Results  []Result
-	Profiles []Profile
-	Pacing   *Pacing
-	Pinning  *Pinning
-	Curve    *Curve
-	Options  []OptionResult
+	Overload *Overload
+	Memory   []Memory
 	Started  time.Time
 	Took     time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
@@ -70,8 +67,9 @@ type Report struct {
 	LoadBefore, LoadAfter string
 }
 
-// Run starts the stacks, measures every scenario at every level, and stops
-// the stacks again.
+// Run starts the stacks and the peer, measures every scenario at every
+// level, then overload and memory as configured, and stops everything
+// again.
 func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Logf == nil {
 		cfg.Logf = func(string, ...any) {}
@@ -90,33 +88,33 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 		cfg.Binaries = &bins
 	}
-	if cfg.Profile {
-		// cmd/agent's --pprof defaults to this variable, which the agent
-		// inherits: the stack starts it with a fixed command line.
-		restore := setenv(agentPprofEnv, "1")
-		defer restore()
+	// The overload step runs at its own level, measured or not.
+	levels := cfg.Levels
+	if cfg.Overload > 0 && !slices.Contains(levels, overloadLevel) {
+		levels = append(slices.Clone(levels), overloadLevel)
 	}
-	st, err := startStacks(ctx, cfg, cfg.Levels)
+	st, err := startStacks(ctx, cfg, levels)
 	if err != nil {
 		return nil, err
 	}
 	defer st.stop()
+	cfg.Logf("starting nginx + ModSecurity")
+	pr, err := startPeer(ctx, cfg.RepoRoot, filepath.Join(cfg.RunDir, "peer"), cfg.Levels, st.waf.Ports().Backend)
+	if err != nil {
+		return nil, err
+	}
+	defer pr.stop()
 
 	w, err := startWorker()
 	if err != nil {
 		return nil, fmt.Errorf("in-process worker: %w", err)
 	}
 	defer w.stop()
-	tg, err := newTargets(st, w, cfg.InFlight)
+	tg, err := newTargets(st, pr, w, cfg.InFlight)
 	if err != nil {
 		return nil, err
 	}
 	defer tg.close()
-	ow, err := startOptionWorkers(w)
-	if err != nil {
-		return nil, err
-	}
-	defer ow.stop()
 
 	for _, pl := range cfg.Levels {
 		host := plHost(pl)
@@ -138,49 +136,55 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 				return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
 			}
 			rep.Results = append(rep.Results, res)
-			if cfg.Options {
-				cfg.Logf("comparing performance options for %s at PL%d", sc.Name, pl)
-				opts, err := measureOptions(optionBudget(cfg.Budget), sc, scenarioIndex(sc), pl, ow)
-				if err != nil {
-					return nil, fmt.Errorf("%s at PL%d: %w", sc.Name, pl, err)
-				}
-				rep.Options = append(rep.Options, opts...)
-			}
-		}
-		if cfg.Profile && pl == cfg.Levels[0] {
-			t := profileTarget{sc: profileScenario(), scIndex: scenarioIndex(profileScenario()), level: pl, worker: w,
-				agent: tg.agent, agentURL: st.waf.AgentURL(), agentPID: tg.pids.agent, inFlight: cfg.InFlight}
-			if err := profileAndPace(ctx, cfg, rep, t); err != nil {
-				return nil, err
-			}
 		}
 	}
-	if err := st.waf.Alive(); err != nil {
+	if err := errors.Join(st.waf.Alive(), pr.alive()); err != nil {
 		return nil, err
+	}
+	if cfg.Overload > 0 {
+		cfg.Logf("overload: %d in flight for %s", OverloadInFlight, cfg.Overload)
+		if rep.Overload, err = measureOverload(ctx, cfg, st.waf, rep.Results); err != nil {
+			return nil, fmt.Errorf("overload: %w", err)
+		}
+	}
+	for _, n := range cfg.MemoryPolicies {
+		cfg.Logf("agent memory with %d distinct policies", n)
+		m, err := measureMemory(ctx, cfg, n)
+		if err != nil {
+			return nil, fmt.Errorf("memory with %d policies: %w", n, err)
+		}
+		rep.Memory = append(rep.Memory, m)
 	}
 	rep.Took = time.Since(rep.Started)
 	rep.LoadAfter = loadAverage()
 	return rep, nil
 }
 
-type procs struct{ agent, envoy, plainEnvoy int }
+type procs struct {
+	agent, envoy, plainEnvoy int
+	peer                     cpuMeter // nginx's master and workers
+}
 
 // targets are what every scenario is sent to: the in-process worker, the
-// agent, and the two gateways, once with a connection for one request at a
-// time and once with a connection per request in flight. The agent gets
+// agent, the two gateways and the peer, once with a connection for one
+// request at a time and once with a connection per request in flight. The agent gets
 // one connection either way, as from Envoy (whose single worker thread,
 // integration/stack, multiplexes its ext_authz calls over one HTTP/2
 // connection).
 type targets struct {
-	worker                *worker
-	agent                 *authzClient
-	gw, plain             *gatewayClient
-	gwLoaded, plainLoaded *gatewayClient
-	pids                  procs
-	inFlight              int
+	worker                            *worker
+	agent                             *authzClient
+	gw, plain, peer                   *gatewayClient
+	gwLoaded, plainLoaded, peerLoaded *gatewayClient
+	pids                              procs
+	inFlight                          int
 }
 
-func newTargets(st *stacks, w *worker, inFlight int) (*targets, error) {
+func newTargets(st *stacks, pr *peer, w *worker, inFlight int) (*targets, error) {
+	peerPIDs, err := pr.pids()
+	if err != nil {
+		return nil, err
+	}
 	agent, err := dialAgent(freeport.Addr(st.waf.Ports().Agent), st.waf.Ports().Gateway)
 	if err != nil {
 		return nil, fmt.Errorf("dial agent: %w", err)
@@ -190,68 +194,21 @@ func newTargets(st *stacks, w *worker, inFlight int) (*targets, error) {
 		gw: newGatewayClient(st.waf.GatewayURL(), 1), plain: newGatewayClient(st.plain.GatewayURL(), 1),
 		gwLoaded:    newGatewayClient(st.waf.GatewayURL(), inFlight),
 		plainLoaded: newGatewayClient(st.plain.GatewayURL(), inFlight),
-		pids:        procs{agent: st.waf.PIDs().Agent, envoy: st.waf.PIDs().Envoy, plainEnvoy: st.plain.PIDs().Envoy},
+		peer:        newGatewayClient(pr.url(), 1), peerLoaded: newGatewayClient(pr.url(), inFlight),
+		pids: procs{agent: st.waf.PIDs().Agent, envoy: st.waf.PIDs().Envoy, plainEnvoy: st.plain.PIDs().Envoy,
+			peer: peerPIDs},
 	}, nil
 }
 
 func (t *targets) close() {
-	for _, g := range []*gatewayClient{t.gw, t.plain, t.gwLoaded, t.plainLoaded} {
+	for _, g := range []*gatewayClient{t.gw, t.plain, t.peer, t.gwLoaded, t.plainLoaded, t.peerLoaded} {
 		g.close()
 	}
 	_ = t.agent.close()
 }
 
-// agentPprofEnv turns the agent's --pprof on (cmd/agent).
-const agentPprofEnv = "MESHWAF_AGENT_PPROF"
-
-// setenv sets an environment variable until restore is called.
-func setenv(key, value string) (restore func()) {
-	old, had := os.LookupEnv(key)
-	os.Setenv(key, value)
-	return func() {
-		if had {
-			os.Setenv(key, old)
-		} else {
-			os.Unsetenv(key)
-		}
-	}
-}
-
 func scenarioIndex(sc Scenario) int {
 	return slices.IndexFunc(Scenarios(), func(s Scenario) bool { return s.Name == sc.Name })
-}
-
-// optionBudget is OptionBudget for a full run and the smoke budget
-// otherwise, so that `make test` runs the option code too.
-func optionBudget(b Budget) Budget {
-	if b == SmokeBudget {
-		return SmokeBudget
-	}
-	return OptionBudget
-}
-
-// profileAndPace runs the profile step, the pacing diagnostic, the load
-// curve and the pinning diagnostic for the profiled scenario, whose measurement is already in rep.
-func profileAndPace(ctx context.Context, cfg Config, rep *Report, t profileTarget) (err error) {
-	cfg.Logf("profiling %s at PL%d", t.sc.Name, t.level)
-	rep.Profiles = append(rep.Profiles, profile(ctx, cfg.RunDir, t)...)
-	i := slices.IndexFunc(rep.Results, func(r Result) bool { return r.Scenario == t.sc.Name && r.Level == t.level })
-	if i < 0 {
-		return nil
-	}
-	gap := max(rep.Results[i].Agent.P50-rep.Results[i].InProcess.P50, 0)
-	budget := PacingBudget
-	if cfg.Budget == SmokeBudget {
-		budget = SmokeBudget
-	}
-	if rep.Pacing, err = measurePacing(budget, t, gap); err != nil {
-		return err
-	}
-	if rep.Curve, err = measureCurve(budget, t); err != nil {
-		return err
-	}
-	rep.Pinning, err = measurePinning(budget, t)
-	return err
 }
 
 // measureAll measures one scenario at one level in every mode, one
@@ -263,8 +220,8 @@ func measureAll(b Budget, sc Scenario, pl int32, t *targets) (Result, error) {
 	if err := measureInterleaved(modes, b); err != nil {
 		return r, err
 	}
-	into := []*Measurement{&r.InProcess, &r.AgentFloor, &r.Agent, &r.Envoy, &r.EnvoyAlone,
-		&r.Loaded.InProcess, &r.Loaded.Agent, &r.Loaded.Envoy, &r.Loaded.EnvoyAlone}
+	into := []*Measurement{&r.InProcess, &r.AgentFloor, &r.Agent, &r.Envoy, &r.EnvoyAlone, &r.Peer,
+		&r.Loaded.InProcess, &r.Loaded.Agent, &r.Loaded.Envoy, &r.Loaded.EnvoyAlone, &r.Loaded.Peer}
 	for i, m := range modes {
 		*into[i] = m.result()
 	}
@@ -279,8 +236,12 @@ func oneAtATimeModes(sc Scenario, pl int32, t *targets) []*mode {
 		{name: "(b) agent", batch: sequential(func(i int) (bool, error) { return t.agent.send(sc, host, i) }), meter: cpuMeter{t.pids.agent}, blocked: sc.Blocked},
 		{name: "(c) Envoy + agent", batch: sequential(func(i int) (bool, error) { return t.gw.send(sc, host, i) }), meter: cpuMeter{t.pids.envoy, t.pids.agent}, blocked: sc.Blocked},
 		{name: "(d) Envoy alone", batch: sequential(func(i int) (bool, error) { return t.plain.send(sc, host, i) }), meter: cpuMeter{t.pids.plainEnvoy}},
+		{name: peerName, batch: sequential(func(i int) (bool, error) { return t.peer.send(sc, host, i) }), meter: t.pids.peer, blocked: sc.Blocked},
 	}
 }
+
+// peerName names the peer's modes in errors.
+const peerName = "nginx + ModSecurity"
 
 // inProcBatch has the worker inspect a batch of sc at level pl with
 // inFlight requests in flight.

@@ -2,11 +2,9 @@ package bench
 
 import (
 	"fmt"
-	"strconv"
 
 	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
-	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	"github.com/corazawaf/coraza/v3/types"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -27,36 +25,11 @@ func hostPolicy(pl int32, host string) *agentapi.HostPolicy {
 // compileWAF builds the in-process baseline from the directives the agent
 // renders for the same policy, compiled the way the agent compiles them.
 func compileWAF(p *agentapi.HostPolicy) (coraza.WAF, error) {
-	return compileOption(p, Option{})
-}
-
-// compileOption is compileWAF with a performance option applied.
-func compileOption(p *agentapi.HostPolicy, o Option) (coraza.WAF, error) {
-	if o.policy != nil {
-		o.policy(p)
-	}
 	directives, err := seclang.Render(p)
 	if err != nil {
 		return nil, err
 	}
-	if o.directives != nil {
-		directives = o.directives(directives)
-	}
 	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
-}
-
-// newInProcess compiles the WAF of paranoia level pl with the option named
-// option ("" for none).
-func newInProcess(pl int32, option string) (inProcess, error) {
-	o, err := optionNamed(option)
-	if err != nil {
-		return inProcess{}, err
-	}
-	waf, err := compileOption(hostPolicy(pl, plHost(pl)), o)
-	if err != nil {
-		return inProcess{}, err
-	}
-	return inProcess{waf: waf, host: plHost(pl), skipCleanLogging: o.skipCleanLogging}, nil
 }
 
 // inProcess inspects requests the way the agent does for ext_authz: the
@@ -66,9 +39,6 @@ func newInProcess(pl int32, option string) (inProcess, error) {
 type inProcess struct {
 	waf  coraza.WAF
 	host string
-	// skipCleanLogging skips the logging phase of a request that phases 1
-	// and 2 neither interrupted nor scored (an option measured, options.go).
-	skipCleanLogging bool
 }
 
 func (p inProcess) send(sc Scenario, seq int) (blocked bool, err error) {
@@ -91,25 +61,9 @@ func (p inProcess) send(sc Scenario, seq int) (blocked bool, err error) {
 			return false, err
 		}
 	}
-	if !p.skipCleanLogging || it != nil || anomalyScore(tx) > 0 {
-		tx.ProcessLogging()
-	}
+	tx.ProcessLogging()
 	_ = auditRules(tx)
 	return it != nil, nil
-}
-
-// anomalyScore is the CRS's inbound detection score so far.
-func anomalyScore(tx types.Transaction) int {
-	st, ok := tx.(plugintypes.TransactionState)
-	if !ok {
-		return 1 // unknown: do not skip anything
-	}
-	for _, v := range st.Variables().TX().Get("detection_inbound_anomaly_score") {
-		if n, err := strconv.Atoi(v); err == nil {
-			return n
-		}
-	}
-	return 0
 }
 
 // auditRules is the work the agent does for its audit line: the matched

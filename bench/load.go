@@ -14,45 +14,44 @@ import (
 // both requests were with the client or the kernel, and paid the
 // one-at-a-time costs (woken threads, cold caches) on part of its
 // requests; with four per CPU the next request is always waiting, which is
-// a busy node. More only lengthens the queue every latency includes. The
-// load curve (curve.go) measures 1, 2, 4 and 8 for one scenario.
+// a busy node. More only lengthens the queue every latency includes.
 const LoadInFlight = 8
 
 // counter hands out request numbers to the senders of one batch and stops
 // them all once one fails.
 type counter struct {
-	// pause idles before each request, outside its timing (pacing.go).
-	pause  time.Duration
 	next   atomic.Int64
 	failed atomic.Bool
 }
 
 // drain sends requests numbered from seq, taking the next free number each
 // time, until k are taken or some sender failed. It returns the latency of
-// each request it sent, timed from the client's side.
-func (c *counter) drain(send sendFunc, seq, k int) (latencies, int, error) {
+// each request it sent, timed from the client's side, and what the
+// answers were; an answer that is no verdict (statusError) is counted, not
+// a failure.
+func (c *counter) drain(send sendFunc, seq, k int) (latencies, tally, error) {
 	var lat latencies
-	blocked := 0
+	var t tally
 	for !c.failed.Load() {
-		if c.pause > 0 {
-			time.Sleep(c.pause)
-		}
 		i := int(c.next.Add(1)) - 1
 		if i >= k {
 			break
 		}
-		t := time.Now()
+		start := time.Now()
 		b, err := send(seq + i)
-		if err != nil {
+		var status *statusError
+		switch {
+		case errors.As(err, &status):
+			t.other++
+		case err != nil:
 			c.failed.Store(true)
-			return nil, 0, fmt.Errorf("request %d: %w", seq+i, err)
+			return nil, tally{}, fmt.Errorf("request %d: %w", seq+i, err)
+		case b:
+			t.blocked++
 		}
-		lat = append(lat, time.Since(t))
-		if b {
-			blocked++
-		}
+		lat = append(lat, time.Since(start))
 	}
-	return lat, blocked, nil
+	return lat, t, nil
 }
 
 // closedLoop turns a one-request sender into a batchFunc that keeps n
@@ -65,38 +64,36 @@ func closedLoop(n int, send sendFunc) batchFunc {
 	if n <= 1 {
 		return sequential(send)
 	}
-	return func(seq, k int) (latencies, int, error) {
+	return func(seq, k int) (latencies, tally, error) {
 		var c counter
-		lats, blocked, errs := make([]latencies, n), make([]int, n), make([]error, n)
+		lats, tallies, errs := make([]latencies, n), make([]tally, n), make([]error, n)
 		var wg sync.WaitGroup
 		for s := range n {
-			wg.Go(func() { lats[s], blocked[s], errs[s] = c.drain(send, seq, k) })
+			wg.Go(func() { lats[s], tallies[s], errs[s] = c.drain(send, seq, k) })
 		}
 		wg.Wait()
 		if err := errors.Join(errs...); err != nil {
-			return nil, 0, err
+			return nil, tally{}, err
 		}
-		all, total := make(latencies, 0, k), 0
+		all, total := make(latencies, 0, k), tally{}
 		for s := range n {
-			all, total = append(all, lats[s]...), total+blocked[s]
+			all = append(all, lats[s]...)
+			total.blocked += tallies[s].blocked
+			total.other += tallies[s].other
 		}
 		return all, total, nil
 	}
 }
 
 // Loaded is one scenario at one level measured with requests in flight:
-// (a) with as many goroutines inspecting in its worker, (b)–(d) with as
-// many concurrent requests from the client.
+// (a) with as many goroutines inspecting in its worker, (b)–(d) and the
+// peer with as many concurrent requests from the client.
 type Loaded struct {
 	InProcess  Measurement // (a)
 	Agent      Measurement // (b)
 	Envoy      Measurement // (c)
 	EnvoyAlone Measurement // (d)
-}
-
-// cpuRatio is (b)/(a) in CPU per request under load.
-func (l Loaded) cpuRatio() float64 {
-	return ratio(l.Agent.TotalCPUPerRequest(), l.InProcess.TotalCPUPerRequest())
+	Peer       Measurement // nginx + ModSecurity
 }
 
 // loadedModes are the modes of Loaded, in its field order. Each request
@@ -110,5 +107,6 @@ func loadedModes(sc Scenario, pl int32, t *targets) []*mode {
 		{name: name("(b) agent"), batch: closedLoop(n, func(i int) (bool, error) { return t.agent.send(sc, host, i) }), meter: cpuMeter{t.pids.agent}, blocked: sc.Blocked},
 		{name: name("(c) Envoy + agent"), batch: closedLoop(n, func(i int) (bool, error) { return t.gwLoaded.send(sc, host, i) }), meter: cpuMeter{t.pids.envoy, t.pids.agent}, blocked: sc.Blocked},
 		{name: name("(d) Envoy alone"), batch: closedLoop(n, func(i int) (bool, error) { return t.plainLoaded.send(sc, host, i) }), meter: cpuMeter{t.pids.plainEnvoy}},
+		{name: name(peerName), batch: closedLoop(n, func(i int) (bool, error) { return t.peerLoaded.send(sc, host, i) }), meter: t.pids.peer, blocked: sc.Blocked},
 	}
 }

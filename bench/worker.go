@@ -30,15 +30,6 @@ type batch struct {
 	Scenario int   `json:"scenario"` // index into Scenarios()
 	Count    int   `json:"count"`
 	Seq      int   `json:"seq"`
-	// Option names a Coraza performance option (options.go) the WAF is
-	// compiled and fed with; empty is the agent's configuration.
-	Option string `json:"option,omitempty"`
-	// Profile, if set, is where the worker writes a CPU profile of the
-	// batch: the profile of (a) comes from the process that is measured.
-	Profile string `json:"profile,omitempty"`
-	// Gap is an idle pause before each request, for the diagnostic that
-	// paces (a) like requests arriving over the network.
-	Gap time.Duration `json:"gap,omitempty"`
 	// InFlight inspects with this many goroutines sharing the WAF, each
 	// taking the next request as soon as its last is done, as the agent
 	// inspects concurrent requests (the loaded measurement, load.go); 0 or
@@ -47,14 +38,13 @@ type batch struct {
 }
 
 // batches has the worker inspect batches shaped like shape (level,
-// scenario, option, pause, requests in flight), each numbered and sized by
-// its caller.
+// scenario, requests in flight), each numbered and sized by its caller.
 func (w *worker) batches(shape batch) batchFunc {
-	return func(seq, k int) (latencies, int, error) {
+	return func(seq, k int) (latencies, tally, error) {
 		b := shape
 		b.Seq, b.Count = seq, k
 		res, err := w.run(b)
-		return res.Latencies, res.Blocked, err
+		return res.Latencies, tally{blocked: res.Blocked}, err
 	}
 }
 
@@ -66,16 +56,10 @@ type batchResult struct {
 	Error     string          `json:"error,omitempty"`
 }
 
-// wafKey identifies one compiled WAF of a worker.
-type wafKey struct {
-	level  int32
-	option string
-}
-
 // RunWorker serves batches from in to out until in closes. It compiles one
-// WAF per paranoia level and option on first use.
+// WAF per paranoia level on first use.
 func RunWorker(in io.Reader, out io.Writer) error {
-	wafs := map[wafKey]inProcess{}
+	wafs := map[int32]inProcess{}
 	dec, enc := json.NewDecoder(in), json.NewEncoder(out)
 	for {
 		var b batch
@@ -91,38 +75,27 @@ func RunWorker(in io.Reader, out io.Writer) error {
 	}
 }
 
-func runBatch(wafs map[wafKey]inProcess, b batch) batchResult {
-	key := wafKey{b.Level, b.Option}
-	local, ok := wafs[key]
+func runBatch(wafs map[int32]inProcess, b batch) batchResult {
+	local, ok := wafs[b.Level]
 	if !ok {
-		var err error
-		if local, err = newInProcess(b.Level, b.Option); err != nil {
+		waf, err := compileWAF(hostPolicy(b.Level, plHost(b.Level)))
+		if err != nil {
 			return batchResult{Error: err.Error()}
 		}
-		wafs[key] = local
+		local = inProcess{waf: waf, host: plHost(b.Level)}
+		wafs[b.Level] = local
 	}
 	scenarios := Scenarios()
 	if b.Scenario < 0 || b.Scenario >= len(scenarios) {
 		return batchResult{Error: fmt.Sprintf("no scenario %d", b.Scenario)}
 	}
 	sc := scenarios[b.Scenario]
-	if b.Profile != "" {
-		stop, err := startCPUProfile(b.Profile)
-		if err != nil {
-			return batchResult{Error: err.Error()}
-		}
-		defer stop()
-	}
 	inspect := func(seq int) (bool, error) { return local.send(sc, seq) }
-	run := closedLoop(b.InFlight, inspect)
-	if b.Gap > 0 {
-		run = paced(b.Gap, inspect)
-	}
-	lat, blocked, err := run(b.Seq, b.Count)
+	lat, t, err := closedLoop(b.InFlight, inspect)(b.Seq, b.Count)
 	if err != nil {
 		return batchResult{Error: err.Error()}
 	}
-	return batchResult{Latencies: lat, Blocked: blocked}
+	return batchResult{Latencies: lat, Blocked: t.blocked}
 }
 
 // worker is the parent's handle on a worker process.
@@ -134,20 +107,19 @@ type worker struct {
 }
 
 // startWorker re-executes this test binary as a worker, with the agent's
-// environment and then env added to this process's environment.
-func startWorker(env ...string) (*worker, error) {
+// environment added to this process's environment.
+func startWorker() (*worker, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	// The agent's runtime settings first, so that (a) runs Go as the
-	// agent does; an option's own settings then override them.
+	// The agent's runtime settings, so that (a) runs Go as the agent does.
 	agentEnv, err := stack.AgentEnvironment()
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(self)
-	cmd.Env = append(append(append(os.Environ(), WorkerEnv+"=1"), agentEnv...), env...)
+	cmd.Env = append(append(os.Environ(), WorkerEnv+"=1"), agentEnv...)
 	cmd.Stderr = os.Stderr
 	in, err := cmd.StdinPipe()
 	if err != nil {

@@ -1,0 +1,241 @@
+package bench
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+// Overload: more requests in flight than the agent has CPUs for, through
+// Envoy, of the most expensive scenario. The agent bounds how many
+// inspections run at once and answers the rest at once with 503 (verdict
+// label "overloaded" on meshwaf_agent_requests_total, audit action
+// "overloaded"), instead of letting every request wait behind the others
+// until Envoy's timeout. What a user should see, and the goals check: the
+// answered requests keep coming at nearly the rate the machine manages at
+// its best, and every other answer is such a 503, counted and audited.
+const (
+	OverloadInFlight = 32
+	overloadLevel    = 2
+	// goalOverloadShare is the share of the peak throughput that must
+	// still be served (2xx per second) under overload.
+	goalOverloadShare = 0.9
+)
+
+// overloadScenario is the 10 KB form POST: the longest inspection, so the
+// one that fills the agent's CPUs with the fewest requests.
+func overloadScenario() Scenario { return Scenarios()[3] }
+
+// Overload is what the overload step measured.
+type Overload struct {
+	Scenario string
+	Level    int32
+	InFlight int
+	// Took is the step's length; InTime counts by status the answers that
+	// arrived within it, for the rates. Statuses counts every answer by
+	// status, also those to requests still in flight when the time was up
+	// (waited for, so that nothing of the step spills into the next);
+	// Errors the requests that got no answer (the client's timeout or a
+	// reset).
+	Took             time.Duration
+	InTime, Statuses map[int]int
+	Errors           int
+	// Peak is the best 2xx rate of the loaded measurements of the same
+	// scenario and level through Envoy: PeakRun (PeakInFlight in flight
+	// right before the overload) and the main tables' loaded measurement,
+	// if the run had one (PeakTable).
+	Peak, PeakRun, PeakTable float64
+	PeakInFlight             int
+	// Metric is the growth of meshwaf_agent_requests_total with verdict
+	// "overloaded" over the step; Audited the audit lines with action
+	// "overloaded" written meanwhile.
+	Metric, Audited int
+}
+
+// Passed is the 2xx answers per second.
+func (o *Overload) Passed() float64 { return o.rate(passed(o.InTime)) }
+
+// Answered is every answer per second.
+func (o *Overload) Answered() float64 {
+	n := 0
+	for _, c := range o.InTime {
+		n += c
+	}
+	return o.rate(n)
+}
+
+func (o *Overload) rate(n int) float64 {
+	if o.Took <= 0 {
+		return 0
+	}
+	return float64(n) / o.Took.Seconds()
+}
+
+// passed counts the 2xx answers.
+func passed(statuses map[int]int) int {
+	n := 0
+	for s, c := range statuses {
+		if s >= 200 && s < 300 {
+			n += c
+		}
+	}
+	return n
+}
+
+// nonPassed counts answers that are not 2xx, by status.
+func (o *Overload) nonPassed(status int) int {
+	n := 0
+	for s, c := range o.Statuses {
+		if (s < 200 || s >= 300) && (status == 0 || s == status) {
+			n += c
+		}
+	}
+	return n
+}
+
+// goals says whether each overload goal is met: throughput, every non-2xx
+// a 503 counted by the metric and audited, no 403.
+func (o *Overload) goals() (throughput, accounted, no403 bool) {
+	throughput = o.Peak > 0 && o.Passed() >= goalOverloadShare*o.Peak
+	n503 := o.nonPassed(http.StatusServiceUnavailable)
+	accounted = o.Errors == 0 && o.nonPassed(0) == n503 && o.Metric == n503 && o.Audited == n503
+	return throughput, accounted, o.Statuses[http.StatusForbidden] == 0
+}
+
+// measureOverload measures the peak (cfg.PeakTime at cfg.InFlight) and then
+// overload (cfg.Overload at OverloadInFlight) through the WAF stack's
+// Envoy. Both loops run for a time, not a count of requests: under
+// overload, how many get through in that time is the result.
+func measureOverload(ctx context.Context, cfg Config, st *stack.Stack, results []Result) (*Overload, error) {
+	sc, host := overloadScenario(), plHost(overloadLevel)
+	o := &Overload{Scenario: sc.Name, Level: overloadLevel, InFlight: OverloadInFlight, PeakInFlight: cfg.InFlight}
+	if i := slices.IndexFunc(results, func(r Result) bool { return r.Scenario == sc.Name && r.Level == overloadLevel }); i >= 0 {
+		o.PeakTable = results[i].Loaded.Envoy.PerSecond()
+	}
+	client := newGatewayClient(st.GatewayURL(), OverloadInFlight)
+	defer client.close()
+	peak, _, _ := timedLoop(client, sc, host, cfg.InFlight, cfg.PeakTime)
+	o.PeakRun = float64(passed(peak)) / cfg.PeakTime.Seconds()
+	o.Peak = max(o.PeakRun, o.PeakTable)
+
+	metricBefore, err := overloadedMetric(ctx, st.AgentURL())
+	if err != nil {
+		return nil, err
+	}
+	auditBefore, err := countAudited(st.LogPaths().Audit)
+	if err != nil {
+		return nil, err
+	}
+	o.Took = cfg.Overload
+	o.InTime, o.Statuses, o.Errors = timedLoop(client, sc, host, OverloadInFlight, cfg.Overload)
+	// The agent counts and audits a request as it answers it; by the time
+	// the client has every answer, both are written, but give the audit
+	// file's writer a moment to flush.
+	time.Sleep(200 * time.Millisecond)
+	metricAfter, err := overloadedMetric(ctx, st.AgentURL())
+	if err != nil {
+		return nil, err
+	}
+	auditAfter, err := countAudited(st.LogPaths().Audit)
+	if err != nil {
+		return nil, err
+	}
+	o.Metric, o.Audited = metricAfter-metricBefore, auditAfter-auditBefore
+	return o, st.Alive()
+}
+
+// timedLoop keeps n requests of sc in flight for d and counts the answers
+// by status: those that arrived within d, and all of them (requests still
+// in flight when d is over are waited for); and the requests that got
+// none.
+func timedLoop(g *gatewayClient, sc Scenario, host string, n int, d time.Duration) (inTime, all map[int]int, errs int) {
+	var mu sync.Mutex
+	inTime, all = map[int]int{}, map[int]int{}
+	deadline := time.Now().Add(d)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			for time.Now().Before(deadline) {
+				status, err := g.status(sc, host)
+				in := time.Now().Before(deadline)
+				mu.Lock()
+				switch {
+				case err != nil:
+					errs++
+				case in:
+					inTime[status]++
+					fallthrough
+				default:
+					all[status]++
+				}
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return inTime, all, errs
+}
+
+// overloadedMetric sums meshwaf_agent_requests_total{verdict="overloaded"}
+// over its series on the agent's /metrics; none is 0.
+func overloadedMetric(ctx context.Context, agentURL string) (int, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, agentURL+"/metrics", nil)
+	if err != nil {
+		return 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return 0, fmt.Errorf("agent /metrics: status %d", resp.StatusCode)
+	}
+	sum := 0.0
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, "meshwaf_agent_requests_total{") || !strings.Contains(line, `verdict="overloaded"`) {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			return 0, fmt.Errorf("agent /metrics: %q: %w", line, err)
+		}
+		sum += v
+	}
+	return int(sum), sc.Err()
+}
+
+// countAudited counts the agent's audit lines whose action is
+// "overloaded". The audit log is JSON lines; a missing file has none.
+func countAudited(path string) (int, error) {
+	f, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	n := 0
+	sc := bufio.NewScanner(f)
+	sc.Buffer(nil, 1<<20)
+	for sc.Scan() {
+		if strings.Contains(sc.Text(), `"action":"overloaded"`) {
+			n++
+		}
+	}
+	return n, sc.Err()
+}
