@@ -1,20 +1,21 @@
-# Benchmarks (issue 4): `make bench` measures the cost of inspection in four
-# modes side by side — Coraza in-process, the agent over gRPC, Envoy + agent,
-# Envoy alone — for five requests at CRS paranoia levels 1 and 2, one
-# request at a time and with 8 in flight (bench.LoadInFlight), and writes
-# docs/reports/bench.md. About 15 minutes on 2 cores. Not part of `make
-# test`, which runs the same harness, loaded mode included, with a handful
-# of requests (bench.TestBench without -full) so that it cannot rot.
+# Benchmarks (issues 4 and 10): `make bench` measures meshwaf (Envoy +
+# agent) against nginx + ModSecurity v3 (Debian's packages, installed by
+# scripts/install-modsecurity.sh when missing, which needs root or sudo) in
+# the same run: CPU per request, requests per second, latency and non-2xx
+# answers for five requests at CRS paranoia levels 1 and 2, one request at
+# a time and with 8 in flight (bench.LoadInFlight), with Coraza in-process,
+# the agent over gRPC and Envoy alone as supporting columns; then overload
+# (32 in flight through Envoy + agent for 30 s) and the agent's memory with
+# 1, 10 and 100 distinct policies. Writes docs/reports/bench.md. About 20
+# minutes on 2 cores. Not part of `make test`, which runs the same harness,
+# peer, overload and memory steps included, with a handful of requests
+# (bench.TestBench without -full) so that it cannot rot. One case alone:
+# go test ./bench -run TestBench -args -full -scenarios='SQLi GET' -level=1
 #
 # No -race here: the race detector would multiply the in-process numbers.
-# Where the CPU goes comes from Go's CPU profiler in both the in-process
-# worker and the agent (started with --pprof); perf (Debian linux-perf), when
-# present, adds system calls and context switches per request. Coraza's
-# performance options are compared in-process in the same run (the report's
-# last section). Coraza build tags reach both sides alike through GOFLAGS
-# (the in-process worker is this test binary, the agent is built by the
-# harness with the same environment), e.g.
-# make bench GOFLAGS=-tags=coraza.rule.rx_prefilter
+# Coraza build tags reach both the in-process worker and the agent through
+# GOFLAGS (the worker is this test binary, the agent is built by the
+# harness with the same environment).
 
 BENCH_REPORT ?= docs/reports/bench.md
 BENCH_TIMEOUT ?= 30m
