@@ -22,8 +22,10 @@ import (
 // memoizing one so that the expensive CRS compile happens once per process.
 type CompileFunc func(directives string) (coraza.WAF, error)
 
-// CompileCRS compiles directives against the embedded CRS filesystem.
+// CompileCRS compiles directives against the embedded CRS filesystem,
+// with the engine's operators unless UseStockOperators was called.
 func CompileCRS(directives string) (coraza.WAF, error) {
+	installOperators()
 	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
 }
 

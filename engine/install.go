@@ -26,3 +26,7 @@ func Install() {
 var installed atomic.Bool
 
 func markInstalled() { installed.Store(true) }
+
+// Installed reports whether the engine's operators are registered: every
+// WAF compiled from now on uses them.
+func Installed() bool { return installed.Load() }

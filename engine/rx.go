@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"regexp"
 	"regexp/syntax"
 	"strconv"
@@ -60,9 +61,11 @@ func newRX(options plugintypes.OperatorOptions) (plugintypes.Operator, error) {
 	// The key differs from Coraza's own keys so that a pattern compiled by
 	// Coraza's operator (in a WAF compiled before Install) is never handed
 	// to this one, or the other way round.
-	key := "meshwaf/engine/rx:" + expr
+	// The threshold is part of the key only so that the side-by-side
+	// measurement can hold WAFs compiled with different thresholds.
+	key := fmt.Sprintf("meshwaf/engine/rx:%d:%s", minFastLen, expr)
 	if matchesBytes(expr) {
-		key = "meshwaf/engine/rx-binary:" + options.Arguments
+		key = fmt.Sprintf("meshwaf/engine/rx-binary:%d:%s", minFastLen, options.Arguments)
 	}
 	p, err := memoize(options.Memoizer, key, func() (any, error) {
 		return compileRX(options.Arguments)

@@ -138,17 +138,22 @@ func TestRXAgreesWithGoRegexp(t *testing.T) {
 // reconsidered.
 func TestRE2AloneDisagrees(t *testing.T) {
 	defer setMinFastLen(0)()
-	for _, c := range []struct{ pattern, value string }{
-		{`(?i)union.*?select.*?from`, "1' UNION\xff SELECT password FROM users--"},
-		{`(?i)<script[^>]*>[\s\S]*?`, "<script\xff>"},
-		{`\B`, "1ſA"},
-		{`(?i)\xc9t\xe9`, "\xe9T\xc9"},
+	for _, c := range []struct {
+		pattern, value string
+		// wasmOnly: Debian's libre2 (build tag re2_cgo) folds Latin-1
+		// case like binaryregexp; go-re2's WebAssembly build does not.
+		wasmOnly bool
+	}{
+		{`(?i)union.*?select.*?from`, "1' UNION\xff SELECT password FROM users--", false},
+		{`(?i)<script[^>]*>[\s\S]*?`, "<script\xff>", false},
+		{`\B`, "1ſA", false},
+		{`(?i)\xc9t\xe9`, "\xe9T\xc9", true},
 	} {
 		p, err := compileRX(c.pattern)
 		if err != nil || p.fast == nil {
 			t.Fatalf("%q: RE2 not compiled (%v)", c.pattern, err)
 		}
-		if p.fast.MatchString(c.value) == p.std.MatchString(c.value) {
+		if p.fast.MatchString(c.value) == p.std.MatchString(c.value) && !(c.wasmOnly && re2CGO) {
 			t.Errorf("%q on %q: RE2 and Go's regexp agree; the fallback for it is no longer needed", c.pattern, c.value)
 		}
 		if p.matcherFor(c.value) != p.std {

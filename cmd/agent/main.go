@@ -60,8 +60,15 @@ Flags:
 	// fixed command line (make bench) turn profiling on.
 	profiling := fs.Bool("pprof", os.Getenv(pprofEnv) == "1",
 		"serve Go runtime profiles under /debug/pprof/ on the HTTP listener (default true if $"+pprofEnv+" is 1)")
+	// The environment variable lets an operator fall back without editing
+	// the DaemonSet's arguments, and tests run the real agent both ways.
+	stockOps := fs.Bool("stock-operators", os.Getenv(stockOperatorsEnv) == "1",
+		"match @rx with Coraza's own operator (Go's regexp) instead of the faster engine (default true if $"+stockOperatorsEnv+" is 1)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *stockOps {
+		agent.UseStockOperators()
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments: %v", fs.Args())
@@ -105,6 +112,9 @@ Flags:
 
 // pprofEnv set to 1 turns --pprof on by default.
 const pprofEnv = "MESHWAF_AGENT_PPROF"
+
+// stockOperatorsEnv set to 1 turns --stock-operators on by default.
+const stockOperatorsEnv = "MESHWAF_AGENT_STOCK_OPERATORS"
 
 func defaultNodeID() string {
 	if n := os.Getenv("NODE_NAME"); n != "" {

@@ -1,0 +1,5 @@
+//go:build !re2_cgo
+
+package engine
+
+const re2CGO = false
