@@ -55,9 +55,9 @@ spec:
 }
 
 // measureMemory starts a stack with n distinct policies, waits until the
-// agent enforces all of them (it lists only compiled policies), sends one
-// request per policy so that anything built on first use is built, and
-// reads the agent's memory.
+// agent lists all of them, sends each policy's host the request only its
+// custom rule blocks (proving that each is enforced, and building anything
+// built on first use), and reads the agent's memory.
 func measureMemory(ctx context.Context, cfg Config, n int) (Memory, error) {
 	dir := filepath.Join(cfg.RunDir, fmt.Sprintf("memory-%d", n))
 	mdir := filepath.Join(dir, "manifests")
@@ -85,8 +85,9 @@ func measureMemory(ctx context.Context, cfg Config, n int) (Memory, error) {
 	g := newGatewayClient(st.GatewayURL(), 1)
 	defer g.close()
 	for i := range n {
-		if _, err := g.send(Scenarios()[0], memoryHost(i), i); err != nil {
-			return Memory{}, fmt.Errorf("request to policy %d: %w", i, err)
+		probe := Scenario{Method: "GET", Target: fmt.Sprintf("/?bench_probe=policy-%d", i)}
+		if blocked, err := g.send(probe, memoryHost(i), i); err != nil || !blocked {
+			return Memory{}, fmt.Errorf("policy %d's custom rule did not block its probe (%v)", i, err)
 		}
 	}
 	m.RSS, m.HWM, err = processMemory(st.PIDs().Agent)
