@@ -33,7 +33,7 @@ func TestGoalsCompareMeshwafWithThePeerPerRound(t *testing.T) {
 		// One at a time: 1.00× (rounds 0.50–1.50×) and 0.50×: both met.
 		"| one request at a time | all 2 cases: **met** | 1.00× (benign GET, PL1; rounds 0.50–1.50×) |",
 		"| 8 in flight | 1 of 2 cases: **not met** | 1.50× (SQLi GET, PL2; rounds 1.50–1.50×) |",
-		"| 8 in flight, every benign case | **not met** | 2 |",
+		"| 8 in flight, 1 benign cases | **not met** | 2 |",
 		"| benign GET | 1 | 2.00 | 2.00 | 1.00× | 0.50–1.50× | met | −50 % |",
 		"| SQLi GET | 2 | 1.00 | 2.00 | 0.50× | 0.50–0.50× | met | met |",
 		"| SQLi GET | 2 | 3.00 | 2.00 | 1.50× | 1.50–1.50× | not met | −67 % |",
