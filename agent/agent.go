@@ -54,6 +54,12 @@ type Config struct {
 	ShutdownGrace time.Duration
 	// Compile overrides WAF compilation (tests share one compiled CRS).
 	Compile CompileFunc
+	// InspectionWorkers is how many inspections run at once; the others
+	// wait their turn, in arrival order, until Envoy's deadline (steps.go).
+	// Default: GOMAXPROCS, one per CPU the agent may use. cmd/agent gives
+	// the Go runtime one CPU more than that (GOMAXPROCS = workers + 1), so
+	// that answering Envoy never waits for an inspection to yield its CPU.
+	InspectionWorkers int
 	// Profiling serves Go's runtime profiles (net/http/pprof) under
 	// /debug/pprof/ on the HTTP listener. Off by default: a CPU profile
 	// costs the node CPU, and the endpoints reveal internals.
@@ -81,6 +87,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ShutdownGrace <= 0 {
 		c.ShutdownGrace = 5 * time.Second
+	}
+	if c.InspectionWorkers <= 0 {
+		c.InspectionWorkers = runtime.GOMAXPROCS(0)
 	}
 }
 
@@ -157,7 +166,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	defer a.conn.Close()
 	// Started here rather than in New, so that an agent that is never
 	// started leaves no goroutines behind.
-	a.in.steps = newStepRunner(runtime.GOMAXPROCS(0))
+	a.in.steps = newStepRunner(a.cfg.InspectionWorkers)
 	defer a.in.steps.close()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -184,7 +193,7 @@ func (a *Agent) Start(ctx context.Context) error {
 	// GODEBUG; docs/decisions.md), so the start line says which apply.
 	a.cfg.Logger.Info("agent started", "grpc", a.GRPCAddr().String(), "http", a.HTTPAddr().String(),
 		"xds", a.cfg.XDSAddress, "node_id", a.cfg.NodeID,
-		"gomaxprocs", runtime.GOMAXPROCS(0), "godebug", os.Getenv("GODEBUG"))
+		"inspection_workers", a.cfg.InspectionWorkers, "gomaxprocs", runtime.GOMAXPROCS(0), "godebug", os.Getenv("GODEBUG"))
 	err := g.Wait()
 	a.cfg.Logger.Info("agent stopped")
 	return err

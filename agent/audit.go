@@ -14,6 +14,9 @@ const (
 	actionBlocked  = "blocked"
 	actionDetected = "detected"
 	actionAllowed  = "allowed" // only written at audit level All
+	// actionOverloaded: not inspected in time, answered by the failure
+	// mode (503 when Closed, passed when Open); see deadline.go.
+	actionOverloaded = "overloaded"
 )
 
 // AuditRecord is one line of the audit log (docs/architecture.md).
@@ -85,9 +88,10 @@ func shouldAudit(level agentapi.AuditLevel, action string) bool {
 	case agentapi.AuditLevel_AUDIT_LEVEL_ALL:
 		return true
 	case agentapi.AuditLevel_AUDIT_LEVEL_BLOCKED:
-		return action == actionBlocked
+		// A request the WAF could not inspect is always worth a line.
+		return action == actionBlocked || action == actionOverloaded
 	default: // Detected, and unspecified which means Detected
-		return action == actionBlocked || action == actionDetected
+		return action != actionAllowed
 	}
 }
 

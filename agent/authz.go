@@ -40,7 +40,7 @@ func (s *authzServer) Check(ctx context.Context, req *authv3.CheckRequest) (resp
 	x.deadline = authzDeadline(ctx)
 	x.request(r.body, r.partial)
 	v := x.finish()
-	if v.action == actionBlocked {
+	if v.denies() {
 		return denyResponse(x.policy, v), nil
 	}
 	return allowResponse(), nil

@@ -12,14 +12,17 @@ import (
 )
 
 // An answer that comes after Envoy's timeout is no answer: Envoy applies its
-// failure mode (fail closed or open, or ext_proc's 504), which is the
-// operator's choice for an absent agent, not for a slow request. A body
-// near the policy's limit can keep the CRS busy longer than that (a 128 KiB
-// single-value body takes about a second at PL1 on a 2-core machine), so
-// the agent answers by a deadline derived from Envoy's timeout whatever the
-// state of the inspection: the block response in Prevent, an allow in
-// Detect. The inspection then completes in the background and its audit
-// line says what was found, with reason reasonLate.
+// failure mode, and the client waits the whole timeout for it. So the agent
+// answers by a deadline derived from Envoy's timeout whatever the state of
+// the inspection. A request it could not inspect in time, because every
+// worker was busy until then (steps.go) or because its inspection outlasts
+// the deadline (a body near the policy's limit can keep the CRS busy for a
+// second), is answered by the policy's failure mode, as Envoy would answer
+// it without an agent: Closed denies it with 503, Open lets it through.
+// Never with the block response: being slow must not look like an attack.
+// Such a request is audited and counted as overloaded; an inspection that
+// outlasted the deadline completes in the background and its audit line
+// adds what it found.
 
 // answerShare is the part of Envoy's timeout the agent may use; the rest
 // covers the transport and Envoy itself.
@@ -57,20 +60,22 @@ func procTimeout(ctx context.Context) time.Duration {
 
 // guard runs f, a step of Coraza work, and reports whether it completed.
 // A panic in f (a Coraza bug on hostile input) fails the exchange instead of
-// the agent: the verdict then follows the mode. With a deadline, f runs on
-// another goroutine (steps.go) and guard returns by the deadline at the
-// latest; if f is still running then, the exchange is late: from then on
-// the caller only reads the policy, and f's goroutine finishes and records
-// the exchange once f returns.
+// the agent: the verdict then follows the mode. With a deadline, f runs on a
+// worker (steps.go) and guard returns by the deadline at the latest: if no
+// worker took f by then, or the worker found too little time left to run
+// it, the exchange is shed; if f is still running then, the exchange is
+// late: from then on the caller only reads the policy, and the worker
+// finishes and records the exchange once f returns.
 func (x *exchange) guard(f func()) bool {
-	if x.failed || x.late.Load() {
+	// late first: once it is set, the other fields are the worker's.
+	if x.late.Load() || x.failed || x.shed {
 		return false
 	}
 	if x.deadline.IsZero() {
 		x.run(f)
 		return !x.failed
 	}
-	// Whoever claims the exchange first, the goroutine by completing or the
+	// Whoever claims the exchange first, the worker by completing or the
 	// caller by giving up, decides who finishes it.
 	const (
 		completed = 1
@@ -78,21 +83,32 @@ func (x *exchange) guard(f func()) bool {
 	)
 	var claim atomic.Int32
 	done := make(chan struct{})
+	cost := &x.entry.waf.cost
 	x.in.late.Add(1)
-	x.in.steps.run(func() {
+	handed := x.in.steps.run(func() {
 		defer x.in.late.Done()
-		x.run(f)
+		if time.Until(x.deadline) < cost.estimate() {
+			x.shed = true
+		} else {
+			x.run(f)
+			cost.observe(x.lastStep)
+		}
 		if claim.CompareAndSwap(0, completed) {
 			close(done)
 			return
 		}
 		x.finishLate()
-	})
+	}, x.deadline)
+	if !handed {
+		x.in.late.Done()
+		x.shed = true
+		return false
+	}
 	timer := time.NewTimer(time.Until(x.deadline))
 	defer timer.Stop()
 	select {
 	case <-done:
-		return !x.failed
+		return !x.failed && !x.shed
 	case <-timer.C:
 	}
 	x.late.Store(true)
@@ -102,14 +118,15 @@ func (x *exchange) guard(f func()) bool {
 	// f completed just now: the exchange is the caller's after all.
 	x.late.Store(false)
 	<-done
-	return !x.failed
+	return !x.failed && !x.shed
 }
 
 // run runs f, timing it and recovering from a panic.
 func (x *exchange) run(f func()) {
 	start := time.Now()
 	defer func() {
-		x.spent += time.Since(start)
+		x.lastStep = time.Since(start)
+		x.spent += x.lastStep
 		if p := recover(); p != nil {
 			x.failed = true
 			x.in.log.Error("inspection panicked", "policy", x.entry.Name, "panic", fmt.Sprint(p))
@@ -119,11 +136,12 @@ func (x *exchange) run(f func()) {
 }
 
 // finishLate records a late exchange once its last phase returned. Envoy
-// was answered per mode; the audit line adds what the phases found.
+// was answered by the failure mode; the audit line adds what the phases
+// found.
 func (x *exchange) finishLate() {
 	v := x.collect()
 	x.settle(&v)
 	x.in.record(x, &v)
-	x.in.log.Warn("inspection outlasted Envoy's timeout; answered per mode",
+	x.in.log.Warn("inspection outlasted Envoy's timeout; answered by the failure mode",
 		"policy", x.entry.Name, "took", x.spent.Round(time.Millisecond), "action", v.action)
 }

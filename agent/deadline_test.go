@@ -8,6 +8,7 @@ import (
 	coraza "github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/types"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -51,20 +52,32 @@ func stallingInspector(t *testing.T, policy *agentapi.HostPolicy) (*inspector, *
 	}
 }
 
+func withFailureMode(m agentapi.FailureMode) func(*agentapi.HostPolicy) {
+	return func(p *agentapi.HostPolicy) { p.FailureMode = m }
+}
+
+// overloadCases are what a request the agent cannot inspect in time gets:
+// the failure mode's answer, never the block response, and only in Prevent.
+var overloadCases = map[string]struct {
+	mode       agentapi.Mode
+	failure    agentapi.FailureMode
+	wantStatus int
+}{
+	"prevent, fail closed: 503": {agentapi.Mode_MODE_PREVENT, agentapi.FailureMode_FAILURE_MODE_CLOSED, 503},
+	"prevent, unspecified: 503": {agentapi.Mode_MODE_PREVENT, agentapi.FailureMode_FAILURE_MODE_UNSPECIFIED, 503},
+	"prevent, fail open: pass":  {agentapi.Mode_MODE_PREVENT, agentapi.FailureMode_FAILURE_MODE_OPEN, 200},
+	"detect, fail closed: pass": {agentapi.Mode_MODE_DETECT, agentapi.FailureMode_FAILURE_MODE_CLOSED, 200},
+}
+
 // An inspection that outlasts Envoy's timeout is answered by the deadline
-// per mode, and its audit line follows once it completes.
-func TestLateInspectionIsAnsweredPerMode(t *testing.T) {
-	tests := map[string]struct {
-		mode       agentapi.Mode
-		wantStatus int
-		wantAction string
-	}{
-		"prevent denies": {agentapi.Mode_MODE_PREVENT, 403, actionBlocked},
-		"detect allows":  {agentapi.Mode_MODE_DETECT, 200, actionDetected},
-	}
-	for name, tt := range tests {
+// with the failure mode, and its audit line follows once it completes.
+func TestLateInspectionIsAnsweredByTheFailureMode(t *testing.T) {
+	for name, tt := range overloadCases {
+		policy := func(edit ...func(*agentapi.HostPolicy)) *agentapi.HostPolicy {
+			return testPolicy(testGateway, "*", append(edit, withMode(tt.mode), withFailureMode(tt.failure))...)
+		}
 		t.Run(name+" over ext_authz", func(t *testing.T) {
-			in, audit, release := stallingInspector(t, testPolicy(testGateway, "*", withMode(tt.mode)))
+			in, audit, release := stallingInspector(t, policy())
 			ctx, cancel := context.WithTimeout(gatewayCtx(testGateway), 100*time.Millisecond)
 			defer cancel()
 			// The phase stalls until release: an answer at all means the
@@ -80,10 +93,11 @@ func TestLateInspectionIsAnsweredPerMode(t *testing.T) {
 				t.Errorf("audit before the inspection ended: %+v", recs)
 			}
 			release()
-			checkLateAudit(t, audit, tt.wantAction)
+			checkOverloadAudit(t, audit, reasonLate, true)
+			checkOverloadCount(t, in, 1)
 		})
 		t.Run(name+" over ext_proc", func(t *testing.T) {
-			in, audit, release := stallingInspector(t, testPolicy(testGateway, "*", withMode(tt.mode), withResponses(0)))
+			in, audit, release := stallingInspector(t, policy(withResponses(0)))
 			ps := &procStream{in: in, gateways: []string{testGateway}, timeout: 100 * time.Millisecond}
 			first := ps.handle(procRequest("GET", "h", sqliPath, nil, "", filterv3.ProcessingMode_BUFFERED))
 			status := 200
@@ -99,19 +113,68 @@ func TestLateInspectionIsAnsweredPerMode(t *testing.T) {
 			}
 			ps.finish()
 			release()
-			checkLateAudit(t, audit, tt.wantAction)
+			checkOverloadAudit(t, audit, reasonLate, true)
+			checkOverloadCount(t, in, 1)
 		})
 	}
 }
 
-func checkLateAudit(t *testing.T, audit *syncBuffer, action string) {
+// With every worker busy until Envoy's deadline, a request is answered by
+// the failure mode at the deadline, without being inspected at all.
+func TestRequestNoWorkerTakesInTimeIsShed(t *testing.T) {
+	for name, tt := range overloadCases {
+		t.Run(name, func(t *testing.T) {
+			in, audit, release := stallingInspector(t, testPolicy(testGateway, "*", withMode(tt.mode), withFailureMode(tt.failure)))
+			in.steps = newStepRunner(1)
+			defer in.steps.close()
+			// The first request holds the only worker past both deadlines.
+			firstCtx, cancelFirst := context.WithTimeout(gatewayCtx(testGateway), 400*time.Millisecond)
+			defer cancelFirst()
+			firstDone := make(chan struct{})
+			go func() {
+				defer close(firstDone)
+				_, _ = (&authzServer{in: in}).Check(firstCtx, httpCheck("GET", "h", "/", nil, ""))
+			}()
+			time.Sleep(20 * time.Millisecond)
+			ctx, cancel := context.WithTimeout(gatewayCtx(testGateway), 100*time.Millisecond)
+			defer cancel()
+			start := time.Now()
+			resp, err := (&authzServer{in: in}).Check(ctx, httpCheck("GET", "h", sqliPath, nil, ""))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if took := time.Since(start); took > 100*time.Millisecond {
+				t.Errorf("answered after %s, past Envoy's timeout", took)
+			}
+			if got := verdictOf(t, resp); got != tt.wantStatus {
+				t.Errorf("answer %d, want %d", got, tt.wantStatus)
+			}
+			<-firstDone
+			// The shed request's line comes at once and lists no rules: it
+			// was never inspected. The first request's line follows later.
+			checkOverloadAudit(t, audit, reasonShed, false)
+			release()
+		})
+	}
+}
+
+func checkOverloadAudit(t *testing.T, audit *syncBuffer, reason string, withRules bool) {
 	t.Helper()
 	recs := audit.records(t)
-	if len(recs) != 1 {
-		t.Fatalf("audit = %+v, want one line", recs)
+	if len(recs) == 0 {
+		t.Fatal("no audit line")
 	}
-	if r := recs[0]; r.Action != action || r.Reason != reasonLate || len(r.Rules) == 0 {
-		t.Errorf("audit line = %+v, want action %s, reason %q and the rules found", r, action, reasonLate)
+	r := recs[0]
+	if r.Action != actionOverloaded || r.Reason != reason || (len(r.Rules) > 0) != withRules {
+		t.Errorf("audit line = %+v, want action %s, reason %q, rules found %v", r, actionOverloaded, reason, withRules)
+	}
+}
+
+func checkOverloadCount(t *testing.T, in *inspector, want float64) {
+	t.Helper()
+	got := testutil.ToFloat64(in.metrics.requests.WithLabelValues(testGateway, "*", verdictOverloaded))
+	if got != want {
+		t.Errorf("requests counted overloaded = %v, want %v", got, want)
 	}
 }
 

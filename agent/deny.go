@@ -21,6 +21,13 @@ type denial struct {
 // becomes meshwaf's JSON body carrying the transaction id. A redirecting
 // rule adds its location.
 func denialFor(p *agentapi.HostPolicy, v verdict) denial {
+	if v.action == actionOverloaded {
+		// Not the policy's block response: nothing was found to block.
+		return denial{status: v.status, headers: []header{
+			{"content-type", "application/json"},
+			{TransactionIDHeader, v.txID},
+		}, body: fmt.Sprintf(`{"error":"web application firewall overloaded","transaction_id":%q}`, v.txID)}
+	}
 	br := p.GetBlockResponse()
 	status := v.status
 	if status == 0 {

@@ -17,12 +17,13 @@ const (
 	reasonInspectionFailed = "inspection failed"
 	reasonNotEnforced      = "not enforced: Envoy runs the filter in observability mode"
 	reasonLate             = "inspection outlasted Envoy's timeout"
+	reasonShed             = "no CPU free to inspect before Envoy's timeout"
 )
 
 // verdict is the outcome of one exchange.
 type verdict struct {
-	action   string // actionBlocked, actionDetected or actionAllowed
-	status   int    // HTTP status of a denial
+	action   string // actionBlocked, actionDetected, actionAllowed or actionOverloaded
+	status   int    // HTTP status of a denial; zero lets the request through
 	location string // redirect target when a rule redirects
 	txID     string
 	reason   string
@@ -30,6 +31,9 @@ type verdict struct {
 	outScore int // CRS outbound anomaly score
 	rules    []AuditRule
 }
+
+// denies says whether Envoy is told to deny the request.
+func (v verdict) denies() bool { return v.status != 0 }
 
 // exchange is one HTTP request, and with ext_proc its response, inspected
 // under one host policy by one Coraza transaction. It is the single
@@ -49,14 +53,17 @@ type exchange struct {
 	// observability mode): what would block is reported as a detection.
 	observe bool
 
-	tx    types.Transaction // nil if creating it failed
-	txID  string
-	spent time.Duration // time inside Coraza
+	tx       types.Transaction // nil if creating it failed
+	txID     string
+	spent    time.Duration // time inside Coraza
+	lastStep time.Duration // of that, the last step's
 	// deadline is when Envoy stops waiting for the current answer (zero:
 	// no limit); late is set once a phase outlasted it, after which the
-	// exchange belongs to that phase's goroutine (see deadline.go).
+	// exchange belongs to that phase's goroutine, and shed once a phase
+	// could not start in time (see deadline.go).
 	deadline   time.Time
 	late       atomic.Bool
+	shed       bool
 	ran        bool // some phase ran
 	it         *types.Interruption
 	rejected   bool // request body over the limit under overLimit Reject
@@ -81,12 +88,22 @@ func (x *exchange) blocked() bool {
 	return x.enforced() && (x.failed || x.it != nil || x.forced != 0)
 }
 
-// denies reports whether Envoy should answer with the block response now.
-// A late exchange is denied in Prevent without looking at what its phases
-// found, which is for their goroutine to read.
+// overloaded says whether a phase could not be inspected in time: it then
+// goes by the failure mode (deadline.go).
+func (x *exchange) overloaded() bool { return x.late.Load() || x.shed }
+
+// failsClosed says whether a request that could not be inspected in time
+// is denied (with 503): in Prevent, under failureMode Closed.
+func (x *exchange) failsClosed() bool {
+	return x.enforced() && x.policy.GetFailureMode() != agentapi.FailureMode_FAILURE_MODE_OPEN
+}
+
+// denies reports whether Envoy should be answered with a denial now. An
+// overloaded exchange goes by the failure mode without looking at what its
+// phases found, which is for their goroutine to read.
 func (x *exchange) denies() bool {
-	if x.late.Load() {
-		return x.enforced()
+	if x.overloaded() {
+		return x.failsClosed()
 	}
 	return x.blocked()
 }
@@ -118,7 +135,7 @@ func (x *exchange) rejects() bool {
 
 // requestHeaders runs phase 1.
 func (x *exchange) requestHeaders() bool {
-	if x.late.Load() {
+	if x.overloaded() {
 		return x.denies()
 	}
 	x.guard(func() { x.phase1() })
@@ -128,7 +145,7 @@ func (x *exchange) requestHeaders() bool {
 // requestBody runs phase 2 (also for requests without a body: most CRS
 // rules live there). partial says Envoy cut the body short.
 func (x *exchange) requestBody(body []byte, partial bool) bool {
-	if x.late.Load() || x.reqDone {
+	if x.overloaded() || x.reqDone {
 		return x.denies()
 	}
 	x.reqDone = true
@@ -154,7 +171,7 @@ func (x *exchange) responseHeaders(status int, headers []header) bool {
 	if !x.reqDone && x.requestBody(nil, false) {
 		return true
 	}
-	if x.late.Load() || x.denies() {
+	if x.overloaded() || x.denies() {
 		return x.denies()
 	}
 	x.respStatus = status
@@ -180,7 +197,7 @@ func (x *exchange) wantsResponseBody() bool {
 // responseBody runs phase 4 over at most the policy's response limit; the
 // rest of a longer body passes uninspected.
 func (x *exchange) responseBody(body []byte) bool {
-	if x.late.Load() || x.respDone || x.denies() {
+	if x.overloaded() || x.respDone || x.denies() {
 		return x.denies()
 	}
 	x.respDone = true
@@ -295,10 +312,13 @@ func (x *exchange) collect() verdict {
 // settle decides the action from what the phases found.
 func (x *exchange) settle(v *verdict) {
 	switch {
-	case x.late.Load():
-		v.reason, v.action = reasonLate, actionDetected
-		if x.enforced() {
-			v.action, v.status = actionBlocked, int(x.policy.GetBlockResponse().GetStatus())
+	case x.overloaded():
+		v.action, v.reason = actionOverloaded, reasonShed
+		if x.late.Load() {
+			v.reason = reasonLate
+		}
+		if x.failsClosed() {
+			v.status = http.StatusServiceUnavailable
 		}
 		return
 	case x.failed:

@@ -60,8 +60,8 @@ func (in *inspector) record(x *exchange, v *verdict) {
 	p := x.policy
 	label := verdictLabel(v.action)
 	switch {
-	case x.late.Load():
-		label = verdictLate
+	case x.overloaded():
+		label = verdictOverloaded
 	case x.failed:
 		label = verdictError
 	}
@@ -121,6 +121,8 @@ func verdictLabel(action string) string {
 		return verdictBlocked
 	case actionDetected:
 		return verdictDetected
+	case actionOverloaded:
+		return verdictOverloaded
 	default:
 		return verdictAllowed
 	}

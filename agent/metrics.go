@@ -14,7 +14,9 @@ const (
 	verdictNoPolicy = "no_policy" // no policy for this gateway and host
 	verdictOff      = "off"       // policy in mode Off
 	verdictError    = "error"     // inspection panicked; fell back per mode
-	verdictLate     = "late"      // inspection outlasted Envoy's timeout; answered per mode
+	// not inspected in time (no CPU free, or the inspection outlasted
+	// Envoy's timeout); answered by the failure mode
+	verdictOverloaded = "overloaded"
 )
 
 // noPolicyLabel is the gateway and host label of requests no policy

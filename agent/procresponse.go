@@ -49,6 +49,10 @@ func headersResponse(req *extprocv3.ProcessingRequest, override *filterv3.Proces
 // ext_proc reads header values from raw_value only.
 func immediateResponse(p *agentapi.HostPolicy, v verdict) *extprocv3.ProcessingResponse {
 	d := denialFor(p, v)
+	details := "meshwaf_blocked"
+	if v.action == actionOverloaded {
+		details = "meshwaf_overloaded"
+	}
 	mutation := &extprocv3.HeaderMutation{}
 	for _, h := range d.headers {
 		mutation.SetHeaders = append(mutation.SetHeaders, &corev3.HeaderValueOption{
@@ -62,6 +66,6 @@ func immediateResponse(p *agentapi.HostPolicy, v verdict) *extprocv3.ProcessingR
 			Headers: mutation,
 			Body:    []byte(d.body),
 			// Shown as %RESPONSE_CODE_DETAILS% in Envoy's access log.
-			Details: "meshwaf_blocked",
+			Details: details,
 		}}}
 }

@@ -51,9 +51,10 @@ func (ps *procStream) handle(req *extprocv3.ProcessingRequest) (resp *extprocv3.
 	if ps.x != nil {
 		ps.x.deadline = deadline
 	}
-	// A late exchange belongs to its goroutine: the stream is done with it.
+	// An overloaded exchange is settled by the failure mode (and a late one
+	// belongs to its goroutine): the stream is done with it.
 	defer func() {
-		if ps.x != nil && ps.x.late.Load() {
+		if ps.x != nil && ps.x.overloaded() {
 			ps.done = true
 		}
 	}()
@@ -78,7 +79,7 @@ func (ps *procStream) handle(req *extprocv3.ProcessingRequest) (resp *extprocv3.
 func (ps *procStream) deny(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
 	v := ps.x.finish()
 	ps.done = true
-	if v.action != actionBlocked {
+	if !v.denies() {
 		return passResponse(req)
 	}
 	return immediateResponse(ps.x.policy, v)
@@ -243,8 +244,8 @@ func (ps *procStream) modeOverride() *filterv3.ProcessingMode {
 		ResponseBodyMode:    filterv3.ProcessingMode_NONE,
 		ResponseTrailerMode: filterv3.ProcessingMode_SKIP,
 	}
-	// A late exchange needs nothing more: its goroutine owns it.
-	late := ps.x != nil && ps.x.late.Load()
+	// An overloaded exchange needs nothing more.
+	late := ps.x != nil && ps.x.overloaded()
 	if ps.x == nil || ps.x.reqDone || late {
 		m.RequestBodyMode = filterv3.ProcessingMode_NONE
 	}

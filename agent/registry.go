@@ -43,6 +43,8 @@ type Entry struct {
 type sharedWAF struct {
 	key string
 	waf coraza.WAF
+	// cost is how long this WAF's steps take, for load shedding (steps.go).
+	cost stepCost
 }
 
 // routes maps gateway → host → entry. It is immutable once published.

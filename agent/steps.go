@@ -1,24 +1,42 @@
 package agent
 
-// stepRunner runs the Coraza steps that have a deadline (deadline.go) on
-// goroutines that live as long as the agent. A step needs a goroutine of its
-// own so that its caller can answer Envoy by the deadline, but a fresh
-// goroutine starts with a small stack that must grow to Coraza's call depth,
-// copying itself several times, on every request: for a benign GET that was
-// the largest part of the agent's own instructions per Check. A worker that
-// stays keeps its grown stack, and handing it a step costs about as much as
-// running the step inline.
+import (
+	"sync/atomic"
+	"time"
+)
+
+// stepRunner runs the Coraza steps that have a deadline (deadline.go) on a
+// fixed set of workers, about one per CPU, taking steps in arrival order.
 //
-// A nil *stepRunner starts a goroutine per step, which is what inspectors
-// built without an agent (tests, benchmarks) get unless they ask for one.
+// Why bounded: inspections are CPU work. Started all at once, eight
+// inspections on two CPUs share them and all finish late together, so that
+// under a modest overload every request misses Envoy's deadline. With a
+// worker per CPU, each inspection runs at full speed and the others wait
+// their turn; a step still waiting when its deadline comes is withdrawn
+// and answered by the policy's failure mode without costing any CPU
+// (load shedding), and a worker skips a step whose remaining time is
+// shorter than the WAF usually needs (stepCost), as running it would only
+// waste the CPU the next one could use.
+//
+// Why long-lived workers: a step needs a goroutine other than its caller's,
+// so that the caller can answer Envoy by the deadline, but a fresh
+// goroutine starts with a small stack that must grow to Coraza's call depth,
+// copying itself several times, on every request. A worker that stays keeps
+// its grown stack.
+//
+// A nil *stepRunner starts a goroutine per step and never sheds, which is
+// what inspectors built without an agent (tests, benchmarks) get unless
+// they ask for one.
 type stepRunner struct {
 	work chan func()
 	quit chan struct{}
 }
 
-// newStepRunner starts workers goroutines, one per CPU the agent may use
-// being enough: more steps than CPUs at a time only queue for a CPU.
+// newStepRunner starts workers goroutines.
 func newStepRunner(workers int) *stepRunner {
+	// Unbuffered, so that a step is either on a worker or still with its
+	// caller, who can withdraw it; Go queues blocked senders first come,
+	// first served.
 	r := &stepRunner{work: make(chan func()), quit: make(chan struct{})}
 	for range max(workers, 1) {
 		go r.serve()
@@ -26,18 +44,29 @@ func newStepRunner(workers int) *stepRunner {
 	return r
 }
 
-// run starts f on an idle worker, or on a goroutine of its own when every
-// worker is busy, so that a step never waits for another one (a step that
-// outlived its deadline keeps its worker for as long as Coraza needs).
-func (r *stepRunner) run(f func()) {
-	if r != nil {
-		select {
-		case r.work <- f:
-			return
-		default:
-		}
+// run hands f to the next idle worker, waiting for one until deadline.
+// It reports false if no worker took f by then (or the runner closed), in
+// which case f never runs.
+func (r *stepRunner) run(f func(), deadline time.Time) bool {
+	if r == nil {
+		go f()
+		return true
 	}
-	go f()
+	select {
+	case r.work <- f:
+		return true
+	default:
+	}
+	timer := time.NewTimer(time.Until(deadline))
+	defer timer.Stop()
+	select {
+	case r.work <- f:
+		return true
+	case <-timer.C:
+		return false
+	case <-r.quit:
+		return false
+	}
 }
 
 func (r *stepRunner) serve() {
@@ -59,3 +88,16 @@ func (r *stepRunner) close() {
 		close(r.quit)
 	}
 }
+
+// stepCost estimates how long a step of one WAF takes, as a moving average
+// of the steps it ran (each new one weighs 1/8). It is read to decide
+// whether a step that waited can still finish in time, so a rough figure
+// is enough: concurrent updates may lose one another's sample.
+type stepCost struct{ nanos atomic.Int64 }
+
+func (c *stepCost) observe(d time.Duration) {
+	old := c.nanos.Load()
+	c.nanos.Store(old + (int64(d)-old)/8)
+}
+
+func (c *stepCost) estimate() time.Duration { return time.Duration(c.nanos.Load()) }

@@ -81,6 +81,55 @@ func (Mode) EnumDescriptor() ([]byte, []int) {
 	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{0}
 }
 
+type FailureMode int32
+
+const (
+	FailureMode_FAILURE_MODE_UNSPECIFIED FailureMode = 0 // treated as CLOSED
+	FailureMode_FAILURE_MODE_CLOSED      FailureMode = 1 // deny with 503 Service Unavailable
+	FailureMode_FAILURE_MODE_OPEN        FailureMode = 2 // let the request through uninspected
+)
+
+// Enum value maps for FailureMode.
+var (
+	FailureMode_name = map[int32]string{
+		0: "FAILURE_MODE_UNSPECIFIED",
+		1: "FAILURE_MODE_CLOSED",
+		2: "FAILURE_MODE_OPEN",
+	}
+	FailureMode_value = map[string]int32{
+		"FAILURE_MODE_UNSPECIFIED": 0,
+		"FAILURE_MODE_CLOSED":      1,
+		"FAILURE_MODE_OPEN":        2,
+	}
+)
+
+func (x FailureMode) Enum() *FailureMode {
+	p := new(FailureMode)
+	*p = x
+	return p
+}
+
+func (x FailureMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (FailureMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_agentapi_hostpolicy_proto_enumTypes[1].Descriptor()
+}
+
+func (FailureMode) Type() protoreflect.EnumType {
+	return &file_agentapi_hostpolicy_proto_enumTypes[1]
+}
+
+func (x FailureMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use FailureMode.Descriptor instead.
+func (FailureMode) EnumDescriptor() ([]byte, []int) {
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{1}
+}
+
 type OverLimit int32
 
 const (
@@ -114,11 +163,11 @@ func (x OverLimit) String() string {
 }
 
 func (OverLimit) Descriptor() protoreflect.EnumDescriptor {
-	return file_agentapi_hostpolicy_proto_enumTypes[1].Descriptor()
+	return file_agentapi_hostpolicy_proto_enumTypes[2].Descriptor()
 }
 
 func (OverLimit) Type() protoreflect.EnumType {
-	return &file_agentapi_hostpolicy_proto_enumTypes[1]
+	return &file_agentapi_hostpolicy_proto_enumTypes[2]
 }
 
 func (x OverLimit) Number() protoreflect.EnumNumber {
@@ -127,7 +176,7 @@ func (x OverLimit) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OverLimit.Descriptor instead.
 func (OverLimit) EnumDescriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{1}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{2}
 }
 
 type AuditLevel int32
@@ -169,11 +218,11 @@ func (x AuditLevel) String() string {
 }
 
 func (AuditLevel) Descriptor() protoreflect.EnumDescriptor {
-	return file_agentapi_hostpolicy_proto_enumTypes[2].Descriptor()
+	return file_agentapi_hostpolicy_proto_enumTypes[3].Descriptor()
 }
 
 func (AuditLevel) Type() protoreflect.EnumType {
-	return &file_agentapi_hostpolicy_proto_enumTypes[2]
+	return &file_agentapi_hostpolicy_proto_enumTypes[3]
 }
 
 func (x AuditLevel) Number() protoreflect.EnumNumber {
@@ -182,7 +231,7 @@ func (x AuditLevel) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use AuditLevel.Descriptor instead.
 func (AuditLevel) EnumDescriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{2}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{3}
 }
 
 // HostPolicy is everything an agent needs to inspect requests for one host
@@ -206,7 +255,10 @@ type HostPolicy struct {
 	BlockResponse *BlockResponse `protobuf:"bytes,10,opt,name=block_response,json=blockResponse,proto3" json:"block_response,omitempty"`
 	Audit         AuditLevel     `protobuf:"varint,11,opt,name=audit,proto3,enum=meshwaf.agent.v1.AuditLevel" json:"audit,omitempty"`
 	// ResponseBody asks for response inspection, which needs ext_proc.
-	ResponseBody  *ResponseBody `protobuf:"bytes,12,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
+	ResponseBody *ResponseBody `protobuf:"bytes,12,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
+	// FailureMode is how the agent answers a request it cannot inspect in
+	// time (it is overloaded), as Envoy answers when no agent does.
+	FailureMode   FailureMode `protobuf:"varint,13,opt,name=failure_mode,json=failureMode,proto3,enum=meshwaf.agent.v1.FailureMode" json:"failure_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -323,6 +375,13 @@ func (x *HostPolicy) GetResponseBody() *ResponseBody {
 		return x.ResponseBody
 	}
 	return nil
+}
+
+func (x *HostPolicy) GetFailureMode() FailureMode {
+	if x != nil {
+		return x.FailureMode
+	}
+	return FailureMode_FAILURE_MODE_UNSPECIFIED
 }
 
 type CoreRuleSet struct {
@@ -638,7 +697,7 @@ var File_agentapi_hostpolicy_proto protoreflect.FileDescriptor
 
 const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\n" +
-	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xb9\x04\n" +
+	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xfb\x04\n" +
 	"\n" +
 	"HostPolicy\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x12\n" +
@@ -655,7 +714,8 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\x0eblock_response\x18\n" +
 	" \x01(\v2\x1f.meshwaf.agent.v1.BlockResponseR\rblockResponse\x122\n" +
 	"\x05audit\x18\v \x01(\x0e2\x1c.meshwaf.agent.v1.AuditLevelR\x05audit\x12C\n" +
-	"\rresponse_body\x18\f \x01(\v2\x1e.meshwaf.agent.v1.ResponseBodyR\fresponseBody\"\xd5\x01\n" +
+	"\rresponse_body\x18\f \x01(\v2\x1e.meshwaf.agent.v1.ResponseBodyR\fresponseBody\x12@\n" +
+	"\ffailure_mode\x18\r \x01(\x0e2\x1d.meshwaf.agent.v1.FailureModeR\vfailureMode\"\xd5\x01\n" +
 	"\vCoreRuleSet\x12%\n" +
 	"\x0eparanoia_level\x18\x01 \x01(\x05R\rparanoiaLevel\x12:\n" +
 	"\x19inbound_anomaly_threshold\x18\x02 \x01(\x05R\x17inboundAnomalyThreshold\x12<\n" +
@@ -684,7 +744,11 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\x10MODE_UNSPECIFIED\x10\x00\x12\x10\n" +
 	"\fMODE_PREVENT\x10\x01\x12\x0f\n" +
 	"\vMODE_DETECT\x10\x02\x12\f\n" +
-	"\bMODE_OFF\x10\x03*^\n" +
+	"\bMODE_OFF\x10\x03*[\n" +
+	"\vFailureMode\x12\x1c\n" +
+	"\x18FAILURE_MODE_UNSPECIFIED\x10\x00\x12\x17\n" +
+	"\x13FAILURE_MODE_CLOSED\x10\x01\x12\x15\n" +
+	"\x11FAILURE_MODE_OPEN\x10\x02*^\n" +
 	"\tOverLimit\x12\x1a\n" +
 	"\x16OVER_LIMIT_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11OVER_LIMIT_REJECT\x10\x01\x12\x1e\n" +
@@ -709,33 +773,35 @@ func file_agentapi_hostpolicy_proto_rawDescGZIP() []byte {
 	return file_agentapi_hostpolicy_proto_rawDescData
 }
 
-var file_agentapi_hostpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
+var file_agentapi_hostpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
 var file_agentapi_hostpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_agentapi_hostpolicy_proto_goTypes = []any{
 	(Mode)(0),             // 0: meshwaf.agent.v1.Mode
-	(OverLimit)(0),        // 1: meshwaf.agent.v1.OverLimit
-	(AuditLevel)(0),       // 2: meshwaf.agent.v1.AuditLevel
-	(*HostPolicy)(nil),    // 3: meshwaf.agent.v1.HostPolicy
-	(*CoreRuleSet)(nil),   // 4: meshwaf.agent.v1.CoreRuleSet
-	(*Exclusion)(nil),     // 5: meshwaf.agent.v1.Exclusion
-	(*RequestBody)(nil),   // 6: meshwaf.agent.v1.RequestBody
-	(*ResponseBody)(nil),  // 7: meshwaf.agent.v1.ResponseBody
-	(*BlockResponse)(nil), // 8: meshwaf.agent.v1.BlockResponse
+	(FailureMode)(0),      // 1: meshwaf.agent.v1.FailureMode
+	(OverLimit)(0),        // 2: meshwaf.agent.v1.OverLimit
+	(AuditLevel)(0),       // 3: meshwaf.agent.v1.AuditLevel
+	(*HostPolicy)(nil),    // 4: meshwaf.agent.v1.HostPolicy
+	(*CoreRuleSet)(nil),   // 5: meshwaf.agent.v1.CoreRuleSet
+	(*Exclusion)(nil),     // 6: meshwaf.agent.v1.Exclusion
+	(*RequestBody)(nil),   // 7: meshwaf.agent.v1.RequestBody
+	(*ResponseBody)(nil),  // 8: meshwaf.agent.v1.ResponseBody
+	(*BlockResponse)(nil), // 9: meshwaf.agent.v1.BlockResponse
 }
 var file_agentapi_hostpolicy_proto_depIdxs = []int32{
 	0, // 0: meshwaf.agent.v1.HostPolicy.mode:type_name -> meshwaf.agent.v1.Mode
-	4, // 1: meshwaf.agent.v1.HostPolicy.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
-	5, // 2: meshwaf.agent.v1.HostPolicy.exclusions:type_name -> meshwaf.agent.v1.Exclusion
-	6, // 3: meshwaf.agent.v1.HostPolicy.request_body:type_name -> meshwaf.agent.v1.RequestBody
-	8, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
-	2, // 5: meshwaf.agent.v1.HostPolicy.audit:type_name -> meshwaf.agent.v1.AuditLevel
-	7, // 6: meshwaf.agent.v1.HostPolicy.response_body:type_name -> meshwaf.agent.v1.ResponseBody
-	1, // 7: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
-	8, // [8:8] is the sub-list for method output_type
-	8, // [8:8] is the sub-list for method input_type
-	8, // [8:8] is the sub-list for extension type_name
-	8, // [8:8] is the sub-list for extension extendee
-	0, // [0:8] is the sub-list for field type_name
+	5, // 1: meshwaf.agent.v1.HostPolicy.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
+	6, // 2: meshwaf.agent.v1.HostPolicy.exclusions:type_name -> meshwaf.agent.v1.Exclusion
+	7, // 3: meshwaf.agent.v1.HostPolicy.request_body:type_name -> meshwaf.agent.v1.RequestBody
+	9, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
+	3, // 5: meshwaf.agent.v1.HostPolicy.audit:type_name -> meshwaf.agent.v1.AuditLevel
+	8, // 6: meshwaf.agent.v1.HostPolicy.response_body:type_name -> meshwaf.agent.v1.ResponseBody
+	1, // 7: meshwaf.agent.v1.HostPolicy.failure_mode:type_name -> meshwaf.agent.v1.FailureMode
+	2, // 8: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
+	9, // [9:9] is the sub-list for method output_type
+	9, // [9:9] is the sub-list for method input_type
+	9, // [9:9] is the sub-list for extension type_name
+	9, // [9:9] is the sub-list for extension extendee
+	0, // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_agentapi_hostpolicy_proto_init() }
@@ -748,7 +814,7 @@ func file_agentapi_hostpolicy_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentapi_hostpolicy_proto_rawDesc), len(file_agentapi_hostpolicy_proto_rawDesc)),
-			NumEnums:      3,
+			NumEnums:      4,
 			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   0,

@@ -10,6 +10,7 @@ import (
 	extauthzv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_authz/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	rbacv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/rbac/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -136,6 +137,12 @@ func (s *Snapshot) agentService(gateways []Gateway) *corev3.GrpcService {
 	return grpc
 }
 
+// unavailable is what a fail-closed gateway answers when no agent does (and
+// what an agent answers for a request it has no time to inspect): 503, so
+// that a WAF that is down or overloaded never looks like a block (403)
+// to clients, dashboards or alerts.
+var unavailable = &typev3.HttpStatus{Code: typev3.StatusCode_ServiceUnavailable}
+
 func (s *Snapshot) extAuthz(gateways []Gateway) *extauthzv3.ExtAuthz {
 	grpc := s.agentService(gateways)
 	grpc.Timeout = durationpb.New(s.config.AgentTimeout)
@@ -144,6 +151,7 @@ func (s *Snapshot) extAuthz(gateways []Gateway) *extauthzv3.ExtAuthz {
 		Services:            &extauthzv3.ExtAuthz_GrpcService{GrpcService: grpc},
 		TransportApiVersion: corev3.ApiVersion_V3,
 		FailureModeAllow:    fs.failOpen,
+		StatusOnError:       unavailable,
 		// Header values need not be UTF-8; raw bytes reach the agent intact.
 		EncodeRawHeaders: true,
 	}
@@ -193,6 +201,7 @@ func (s *Snapshot) extProc(gateways []Gateway) *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService:      svc,
 		FailureModeAllow: fs.failOpen,
+		StatusOnError:    unavailable,
 		ProcessingMode: &extprocv3.ProcessingMode{
 			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
 			RequestBodyMode:     requestBody,

@@ -22,6 +22,10 @@ var (
 		v1alpha1.OverLimitReject:         agentapi.OverLimit_OVER_LIMIT_REJECT,
 		v1alpha1.OverLimitInspectPartial: agentapi.OverLimit_OVER_LIMIT_INSPECT_PARTIAL,
 	}
+	failureModes = map[v1alpha1.FailureMode]agentapi.FailureMode{
+		v1alpha1.FailureModeClosed: agentapi.FailureMode_FAILURE_MODE_CLOSED,
+		v1alpha1.FailureModeOpen:   agentapi.FailureMode_FAILURE_MODE_OPEN,
+	}
 	auditLevels = map[v1alpha1.AuditLog]agentapi.AuditLevel{
 		v1alpha1.AuditBlocked:  agentapi.AuditLevel_AUDIT_LEVEL_BLOCKED,
 		v1alpha1.AuditDetected: agentapi.AuditLevel_AUDIT_LEVEL_DETECTED,
@@ -60,7 +64,8 @@ func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
 			ContentType: spec.BlockResponse.ContentType,
 			Body:        spec.BlockResponse.Body,
 		},
-		Audit: auditLevels[spec.Audit.Log],
+		Audit:       auditLevels[spec.Audit.Log],
+		FailureMode: failureModes[spec.FailureMode],
 	}
 	for _, ex := range spec.Exclusions {
 		hp.Exclusions = append(hp.Exclusions, &agentapi.Exclusion{

@@ -12,7 +12,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/meshwaf/meshwaf/agentapi"
-	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/store"
 )
 
@@ -129,7 +128,7 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 			policy := proto.CloneOf(hp)
 			policy.Gateway, policy.Host = c.gateway.Ref.NamespacedName(), c.host
 			snap.HostPolicies[name] = policy
-			gateways[policy.Gateway].add(policy, p.Spec.WithDefaults().FailureMode)
+			gateways[policy.Gateway].add(policy)
 		}
 	}
 
@@ -165,9 +164,9 @@ func EncodeHostPolicy(hp *agentapi.HostPolicy) ([]byte, error) {
 }
 
 // add folds one host policy into what the gateway's filter must allow.
-func (g *Gateway) add(p *agentapi.HostPolicy, failureMode v1alpha1.FailureMode) {
+func (g *Gateway) add(p *agentapi.HostPolicy) {
 	g.Protected = true
-	if failureMode != v1alpha1.FailureModeOpen {
+	if p.GetFailureMode() != agentapi.FailureMode_FAILURE_MODE_OPEN {
 		g.FailOpen = false
 	}
 	body := p.GetRequestBody()

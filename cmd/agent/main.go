@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -64,9 +65,19 @@ Flags:
 	// the DaemonSet's arguments, and tests run the real agent both ways.
 	stockOps := fs.Bool("stock-operators", os.Getenv(stockOperatorsEnv) == "1",
 		"match @rx with Coraza's own operator (Go's regexp) instead of the faster engine (default true if $"+stockOperatorsEnv+" is 1)")
+	workers := fs.Int("inspection-workers", runtime.GOMAXPROCS(0),
+		"how many inspections run at once (default: the CPUs the agent may use); more wait their turn until Envoy's deadline, then are answered by the policy's failure mode")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if *workers < 1 {
+		return fmt.Errorf("--inspection-workers must be at least 1, got %d", *workers)
+	}
+	// One CPU more for the Go runtime than inspections run at once: with
+	// every worker in Coraza, gRPC still has one to answer Envoy by its
+	// deadline, instead of waiting up to Go's 10 ms preemption slice for an
+	// inspection to give its CPU up (docs/decisions.md).
+	runtime.GOMAXPROCS(*workers + 1)
 	if *stockOps {
 		agent.UseStockOperators()
 	}
@@ -101,6 +112,8 @@ Flags:
 		Logger:         logger,
 		Registry:       reg,
 		Profiling:      *profiling,
+
+		InspectionWorkers: *workers,
 	})
 	if err != nil {
 		return err

@@ -55,6 +55,9 @@ type Config struct {
 	// default. The CRS suite raises it: paranoia level 4 on a 64 KiB body
 	// takes longer than a production timeout allows on a small machine.
 	AgentTimeout time.Duration
+	// InspectionWorkers is the agent's --inspection-workers; zero keeps its
+	// default (one per CPU).
+	InspectionWorkers int
 	// ReadyTimeout bounds the wait for each component to become ready.
 	// Default 60s (the first CRS compile and Envoy start are slow on small
 	// machines, especially under a parallel test run).

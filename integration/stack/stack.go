@@ -130,14 +130,17 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent, env,
-		append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
-			"--xds-address", freeport.Addr(p.XDS),
-			"--listen", freeport.Addr(p.Agent),
-			"--http-listen", freeport.Addr(p.AgentHTTP),
-			"--node-id", NodeID,
-			"--audit-log", s.LogPaths().Audit,
-			"--log-format", "json")...)
+	args := append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
+		"--xds-address", freeport.Addr(p.XDS),
+		"--listen", freeport.Addr(p.Agent),
+		"--http-listen", freeport.Addr(p.AgentHTTP),
+		"--node-id", NodeID,
+		"--audit-log", s.LogPaths().Audit,
+		"--log-format", "json")
+	if cfg.InspectionWorkers > 0 {
+		args = append(args, "--inspection-workers", strconv.Itoa(cfg.InspectionWorkers))
+	}
+	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent, env, args...)
 	if err != nil {
 		return err
 	}
