@@ -178,6 +178,10 @@ func TestMeasureCPU(t *testing.T) {
 		variants = append(variants, compileAll(fmt.Sprintf("re2≥%d", n)))
 		restore()
 	}
+	if os.Getenv("MESHWAF_ENGINE_PM") == "1" {
+		installACPM()
+		variants = append(variants, compileAll("re2+ac-pm"))
+	}
 	rounds := 7
 	if s := os.Getenv("MESHWAF_ENGINE_ROUNDS"); s != "" {
 		rounds, _ = strconv.Atoi(s)
@@ -324,4 +328,19 @@ func rssMiB() float64 {
 		}
 	}
 	return 0
+}
+
+// BenchmarkEngine10KBForm is for profiles of what remains with the engine:
+//
+//	MESHWAF_ENGINE_MEASURE=1 go test -run '^$' -bench Engine10KB -cpuprofile cpu.out ./engine
+func BenchmarkEngine10KBForm(b *testing.B) {
+	if os.Getenv(measureEnv) == "" {
+		b.Skip("set " + measureEnv + "=1 to measure")
+	}
+	Install()
+	waf := compilePolicy(b, 2, "")
+	sc := scenarios()[3]
+	for i := 0; b.Loop(); i++ {
+		send(waf, sc, i)
+	}
 }
