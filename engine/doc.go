@@ -3,9 +3,9 @@
 // RE2 (github.com/wasilibs/go-re2) where RE2 and Go's regexp are known to
 // agree, and Go's regexp, compiled from the same pattern with the same flags,
 // everywhere else: for values that are not valid UTF-8 (RE2 skips invalid
-// bytes, which would let `UNION\xff SELECT` through), for short values (where
-// Go's regexp is cheaper than a call into RE2) and for the few patterns whose
-// meaning differs between the two.
+// bytes, which would let `UNION\xff SELECT` through) and where a pattern's
+// meaning differs between the two (\B on non-ASCII values, case folding of
+// Latin-1 letters). docs/decisions.md ("A faster engine") has the numbers.
 //
 // Operators are registered in Coraza's process-wide plugin registry, so
 // Install affects every WAF compiled after it, in the whole process. A WAF
@@ -13,5 +13,6 @@
 //
 // engine imports Coraza's plugin API, go-re2 and the standard library. It
 // must not import agent, seclang or anything else of meshwaf: it is a
-// library the agent uses, not part of the agent.
+// library the agent uses, not part of the agent. Only its measurement test
+// renders policies with seclang, to compile what the agent compiles.
 package engine

@@ -41,8 +41,8 @@ type rxPattern struct {
 	// implementations: every byte is a character, so RE2 sees what
 	// binaryregexp sees, valid UTF-8 or not.
 	bytes bool
-	// minFast is the value length from which RE2 runs. Below it, a call
-	// into RE2 costs more than Go's regexp takes to match.
+	// minFast is the value length from which RE2 runs; shorter values go
+	// to Go's regexp. Measured, 0 (RE2 for every value) was fastest.
 	minFast int
 }
 
@@ -53,7 +53,8 @@ var _ plugintypes.Operator = (*rx)(nil)
 
 // minFastLen is the value length from which RE2 runs (see rxPattern). It
 // is a variable so that the side-by-side measurement can compare lengths;
-// it is read when a pattern is compiled.
+// it is read when a pattern is compiled. With go-re2 v1.13.0 a call into
+// RE2 is cheap enough that a threshold only cost CPU.
 var minFastLen = 0
 
 func newRX(options plugintypes.OperatorOptions) (plugintypes.Operator, error) {
