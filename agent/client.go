@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"maps"
 	"runtime"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -153,6 +154,14 @@ func (c *policyClient) apply(resp *discoveryv3.DeltaDiscoveryResponse) *discover
 	}
 	c.reg.Replace(next)
 	c.entries = next
+	if len(resp.GetResources()) > 0 {
+		// Compiling the CRS leaves several times a WAF's size in garbage,
+		// which Go would hand back to the node only slowly: collect it and
+		// return it now, once per update (tens of milliseconds, next to a
+		// compile's hundreds), so that the agent's resident memory is what
+		// its policies hold (docs/decisions.md).
+		debug.FreeOSMemory()
+	}
 	c.metrics.setPolicies(next)
 	c.metrics.wafs.Set(float64(c.reg.WAFCount()))
 	c.readyOnce.Do(func() { close(c.ready) })

@@ -134,13 +134,16 @@ func TestBench(t *testing.T) {
 // not asserted: a few seconds on a shared machine say little about it.
 func checkOverloadAndMemory(t *testing.T, cfg Config, rep *Report) {
 	t.Helper()
-	if cfg.Overload > 0 {
-		o := rep.Overload
-		if o == nil || o.Answered() <= 0 || o.Peak <= 0 {
+	if cfg.Overload > 0 && len(rep.Overloads) != len(OverloadInFlight) {
+		t.Errorf("overload: %d measurements, want %d", len(rep.Overloads), len(OverloadInFlight))
+	}
+	for _, o := range rep.Overloads {
+		if o.Answered() <= 0 || o.Peak <= 0 {
 			t.Errorf("overload: empty measurement: %+v", o)
 		} else if _, accounted, no403 := o.goals(); !accounted || !no403 {
-			t.Errorf("overload: statuses %v (%d without answer), metric +%d, audited %d: want every non-2xx a 503, "+
-				"each counted as verdict overloaded and audited as action overloaded, and no 403", o.Statuses, o.Errors, o.Metric, o.Audited)
+			t.Errorf("overload at %d in flight: statuses %v (%d without answer), metric +%d, audited %d: want every non-2xx a 503, "+
+				"each counted as verdict overloaded and audited as action overloaded, and no 403",
+				o.InFlight, o.Statuses, o.Errors, o.Metric, o.Audited)
 		}
 	}
 	if len(rep.Memory) != len(cfg.MemoryPolicies) {

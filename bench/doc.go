@@ -29,7 +29,7 @@
 // loop, load.go), all modes taking turns in the same rounds so that drift
 // is shared; each round's meshwaf/peer ratio is kept to show the spread.
 // Answers other than 2xx and the WAF's 403 are counted, not fatal. Two
-// more steps: overload (overload.go: OverloadInFlight requests of the most
+// more steps: overload (overload.go: 32 and 128 requests of the most
 // expensive scenario through Envoy + agent, throughput against the peak,
 // every non-2xx accounted for by the agent's metric and audit log) and the
 // agent's memory with 1, 10 and 100 distinct policies (memory.go). The

@@ -22,8 +22,9 @@ type Config struct {
 	// InFlight is how many requests the loaded measurement keeps in
 	// flight; default LoadInFlight.
 	InFlight int
-	// Overload, if set, measures overload.go's step: OverloadInFlight
-	// requests in flight for this long, after PeakTime at InFlight.
+	// Overload, if set, measures overload.go's step: each of
+	// OverloadInFlight requests in flight for this long, after PeakTime at
+	// InFlight.
 	Overload, PeakTime time.Duration
 	// MemoryPolicies, if set, measures the agent's memory with each of
 	// these numbers of distinct policies (memory.go).
@@ -55,13 +56,13 @@ type Result struct {
 
 // Report is everything a run found.
 type Report struct {
-	Budget   Budget
-	InFlight int // of the loaded measurement
-	Results  []Result
-	Overload *Overload
-	Memory   []Memory
-	Started  time.Time
-	Took     time.Duration
+	Budget    Budget
+	InFlight  int // of the loaded measurement
+	Results   []Result
+	Overloads []*Overload
+	Memory    []Memory
+	Started   time.Time
+	Took      time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
 	// from a shared, busy one when reading the numbers.
 	LoadBefore, LoadAfter string
@@ -142,8 +143,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	if cfg.Overload > 0 {
-		cfg.Logf("overload: %d in flight for %s", OverloadInFlight, cfg.Overload)
-		if rep.Overload, err = measureOverload(ctx, cfg, st.waf, rep.Results); err != nil {
+		cfg.Logf("overload: %v in flight for %s each", OverloadInFlight, cfg.Overload)
+		if rep.Overloads, err = measureOverload(ctx, cfg, st.waf, rep.Results); err != nil {
 			return nil, fmt.Errorf("overload: %w", err)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"github.com/corazawaf/coraza/v3/types"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/engine"
 	"github.com/meshwaf/meshwaf/seclang"
 )
 
@@ -29,6 +30,7 @@ func compileWAF(p *agentapi.HostPolicy) (coraza.WAF, error) {
 	if err != nil {
 		return nil, err
 	}
+	engine.Install()
 	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
 }
 

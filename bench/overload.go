@@ -23,9 +23,15 @@ import (
 // until Envoy's timeout. What a user should see, and the goals check: the
 // answered requests keep coming at nearly the rate the machine manages at
 // its best, and every other answer is such a 503, counted and audited.
+//
+// Two loads: 32 in flight is issue 10's; with the engine, two workers clear
+// the queue of 32 such requests before Envoy's deadline, so 128 in flight
+// is measured too, where most requests wait longer than that and the
+// agent must shed them.
+var OverloadInFlight = []int{32, 128}
+
 const (
-	OverloadInFlight = 32
-	overloadLevel    = 2
+	overloadLevel = 2
 	// goalOverloadShare is the share of the peak throughput that must
 	// still be served (2xx per second) under overload.
 	goalOverloadShare = 0.9
@@ -112,45 +118,61 @@ func (o *Overload) goals() (throughput, accounted, no403 bool) {
 }
 
 // measureOverload measures the peak (cfg.PeakTime at cfg.InFlight) and then
-// overload (cfg.Overload at OverloadInFlight) through the WAF stack's
-// Envoy. Both loops run for a time, not a count of requests: under
+// overload (cfg.Overload at each of OverloadInFlight) through the WAF
+// stack's Envoy. The loops run for a time, not a count of requests: under
 // overload, how many get through in that time is the result.
-func measureOverload(ctx context.Context, cfg Config, st *stack.Stack, results []Result) (*Overload, error) {
+func measureOverload(ctx context.Context, cfg Config, st *stack.Stack, results []Result) ([]*Overload, error) {
 	sc, host := overloadScenario(), plHost(overloadLevel)
-	o := &Overload{Scenario: sc.Name, Level: overloadLevel, InFlight: OverloadInFlight, PeakInFlight: cfg.InFlight}
+	peak := &Overload{Scenario: sc.Name, Level: overloadLevel, PeakInFlight: cfg.InFlight}
 	if i := slices.IndexFunc(results, func(r Result) bool { return r.Scenario == sc.Name && r.Level == overloadLevel }); i >= 0 {
-		o.PeakTable = results[i].Loaded.Envoy.PerSecond()
+		peak.PeakTable = results[i].Loaded.Envoy.PerSecond()
 	}
-	client := newGatewayClient(st.GatewayURL(), OverloadInFlight)
+	client := newGatewayClient(st.GatewayURL(), slices.Max(OverloadInFlight))
 	defer client.close()
-	peak, _, _ := timedLoop(client, sc, host, cfg.InFlight, cfg.PeakTime)
-	o.PeakRun = float64(passed(peak)) / cfg.PeakTime.Seconds()
-	o.Peak = max(o.PeakRun, o.PeakTable)
+	peakStatuses, _, _ := timedLoop(client, sc, host, cfg.InFlight, cfg.PeakTime)
+	peak.PeakRun = float64(passed(peakStatuses)) / cfg.PeakTime.Seconds()
+	peak.Peak = max(peak.PeakRun, peak.PeakTable)
+	var out []*Overload
+	for _, n := range OverloadInFlight {
+		o := *peak
+		o.InFlight = n
+		if err := overload(ctx, cfg, st, client, &o); err != nil {
+			return nil, err
+		}
+		out = append(out, &o)
+	}
+	return out, nil
+}
+
+// overload keeps o.InFlight requests in flight for cfg.Overload and counts
+// what they got, and what the agent counted and audited meanwhile.
+func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayClient, o *Overload) error {
+	sc, host := overloadScenario(), plHost(overloadLevel)
 
 	metricBefore, err := overloadedMetric(ctx, st.AgentURL())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	auditBefore, err := countAudited(st.LogPaths().Audit)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.Took = cfg.Overload
-	o.InTime, o.Statuses, o.Errors = timedLoop(client, sc, host, OverloadInFlight, cfg.Overload)
-	// The agent counts and audits a request as it answers it; by the time
-	// the client has every answer, both are written, but give the audit
-	// file's writer a moment to flush.
-	time.Sleep(200 * time.Millisecond)
+	o.InTime, o.Statuses, o.Errors = timedLoop(client, sc, host, o.InFlight, cfg.Overload)
+	// The agent counts and audits a shed request as it answers it, and one
+	// whose inspection outlasted the deadline once the inspection is over
+	// (well under a second for this scenario): give both time to be written.
+	time.Sleep(time.Second)
 	metricAfter, err := overloadedMetric(ctx, st.AgentURL())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	auditAfter, err := countAudited(st.LogPaths().Audit)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	o.Metric, o.Audited = metricAfter-metricBefore, auditAfter-auditBefore
-	return o, st.Alive()
+	return st.Alive()
 }
 
 // timedLoop keeps n requests of sc in flight for d and counts the answers

@@ -19,11 +19,16 @@ func (rep *Report) writeMemoryGoal(b *strings.Builder) {
 }
 
 func (rep *Report) writeOverloadGoals(b *strings.Builder) {
-	o := rep.Overload
-	if o == nil {
+	if len(rep.Overloads) == 0 {
 		b.WriteString("| overload: throughput ≥ 90 % of peak; every non-2xx a 503, counted and audited; no 403 | — | not measured | — |\n")
 		return
 	}
+	for _, o := range rep.Overloads {
+		writeOverloadGoals(b, o)
+	}
+}
+
+func writeOverloadGoals(b *strings.Builder, o *Overload) {
 	through, accounted, no403 := o.goals()
 	how := fmt.Sprintf("%d in flight, %s, PL%d, %s", o.InFlight, o.Scenario, o.Level, o.Took.Round(100_000_000))
 	fmt.Fprintf(b, "| overload: 2xx per second ≥ %.0f %% of peak | %s | %s | %.1f/s of %.1f/s (%.0f %%) |\n",
@@ -34,10 +39,12 @@ func (rep *Report) writeOverloadGoals(b *strings.Builder) {
 }
 
 func (rep *Report) writeOverload(b *strings.Builder) {
-	o := rep.Overload
-	if o == nil {
-		return
+	for _, o := range rep.Overloads {
+		writeOverload(b, o)
 	}
+}
+
+func writeOverload(b *strings.Builder, o *Overload) {
 	fmt.Fprintf(b, "## Overload: %d in flight through Envoy + agent\n\n", o.InFlight)
 	fmt.Fprintf(b, "The %s at PL%d with %d requests in flight for %s, in a closed loop, right after %d in flight for the "+
 		"peak. Peak is the best 2xx rate of that scenario and level through Envoy with %d in flight: %.1f/s measured "+
