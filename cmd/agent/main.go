@@ -76,8 +76,11 @@ Flags:
 	// One CPU more for the Go runtime than inspections run at once: with
 	// every worker in Coraza, gRPC still has one to answer Envoy by its
 	// deadline, instead of waiting up to Go's 10 ms preemption slice for an
-	// inspection to give its CPU up (docs/decisions.md).
-	runtime.GOMAXPROCS(*workers + 1)
+	// inspection to give its CPU up (docs/decisions.md). An operator's own
+	// GOMAXPROCS is left alone.
+	if os.Getenv("GOMAXPROCS") == "" {
+		runtime.GOMAXPROCS(*workers + 1)
+	}
 	if *stockOps {
 		agent.UseStockOperators()
 	}
