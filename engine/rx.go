@@ -121,33 +121,64 @@ func compileRX(pattern string) (*rxPattern, error) {
 	return p, nil
 }
 
-// matcherFor picks the implementation for one value: RE2 only where it is
-// known to agree with Go's regexp.
-func (p *rxPattern) matcherFor(value string) matcher {
+// pick chooses the implementation for one value, and the text it reads:
+// RE2 only where it is known to agree with Go's regexp. A value that is
+// not UTF-8 reaches RE2 rewritten (runesAsGoReads), and RE2 then finds a
+// match exactly when Go's regexp finds one in value; its offsets are the
+// rewritten text's, so rewritten says captures must come from Go's regexp.
+func (p *rxPattern) pick(value string) (m matcher, text string, rewritten bool) {
 	switch {
 	case p.fast == nil, len(value) < p.minFast:
-		return p.std
+		return p.std, value, false
 	case p.asciiOnly && !isASCII(value):
-		return p.std
+		return p.std, value, false
 	case p.bytes:
-		return p.fast
+		return p.fast, value, false
 	case !utf8.ValidString(value):
-		// RE2 skips bytes that are not UTF-8 where Go's regexp reads each
-		// as U+FFFD: `UNION\xff SELECT` would no longer be SQL to RE2.
-		return p.std
+		return p.fast, runesAsGoReads(value), true
 	}
-	return p.fast
+	return p.fast, value, false
+}
+
+// runesAsGoReads rewrites s, which is not valid UTF-8, into the valid
+// UTF-8 text of the runes Go's regexp reads in it: each byte that does not
+// start a valid encoding is one U+FFFD, as utf8.DecodeRuneInString decodes
+// it. RE2 in UTF-8 mode would skip such bytes instead, so that
+// `UNION\xff SELECT` would no longer be SQL to it; over the rewritten text
+// it reads what Go's regexp reads, rune for rune. (strings.ToValidUTF8 is
+// not the same: it folds a run of bad bytes into one U+FFFD.)
+func runesAsGoReads(s string) string {
+	var b strings.Builder
+	b.Grow(len(s) + 8)
+	for len(s) > 0 {
+		r, size := utf8.DecodeRuneInString(s)
+		if r == utf8.RuneError && size == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[:size])
+		}
+		s = s[size:]
+	}
+	return b.String()
 }
 
 // Evaluate matches value, and when the rule captures, sets TX:0 to TX:8
 // the way Coraza's operator does: the whole match, then each group, empty
 // for a group that took no part in the match.
 func (o *rx) Evaluate(tx plugintypes.TransactionState, value string) bool {
-	m := o.p.matcherFor(value)
+	m, text, rewritten := o.p.pick(value)
 	if !tx.Capturing() {
-		return m.MatchString(value)
+		return m.MatchString(text)
 	}
-	idx := m.FindStringSubmatchIndex(value)
+	if rewritten {
+		// RE2 decides whether there is a match; Go's regexp, in the rare
+		// case there is one, where it is in value.
+		if !m.MatchString(text) {
+			return false
+		}
+		m, text = o.p.std, value
+	}
+	idx := m.FindStringSubmatchIndex(text)
 	if idx == nil {
 		return false
 	}

@@ -156,9 +156,33 @@ func TestRE2AloneDisagrees(t *testing.T) {
 		if p.fast.MatchString(c.value) == p.std.MatchString(c.value) && !(c.wasmOnly && re2CGO) {
 			t.Errorf("%q on %q: RE2 and Go's regexp agree; the fallback for it is no longer needed", c.pattern, c.value)
 		}
-		if p.matcherFor(c.value) != p.std {
-			t.Errorf("%q on %q: the engine uses RE2 where it disagrees", c.pattern, c.value)
+		if m, text, _ := p.pick(c.value); m.MatchString(text) != p.std.MatchString(c.value) {
+			t.Errorf("%q on %q: the engine answers like RE2 alone, not like Go's regexp", c.pattern, c.value)
 		}
+	}
+}
+
+// A value that is not UTF-8 goes to RE2 rewritten into the runes Go's
+// regexp reads, one U+FFFD per bad byte, so RE2 matches what Go does.
+func TestInvalidUTF8ReachesRE2AsGoReadsIt(t *testing.T) {
+	for in, want := range map[string]string{
+		"UNION\xff SELECT": "UNION\uFFFD SELECT",
+		"\xff\xfe":         "\uFFFD\uFFFD", // a run of bad bytes is one U+FFFD each
+		"\xe2\x82":         "\uFFFD\uFFFD", // a truncated sequence too
+		"caf\xc3\xa9\xc0":  "caf\u00e9\uFFFD",
+		"\xef\xbf\xbd\xff": "\uFFFD\uFFFD", // a real U+FFFD stays one
+	} {
+		if got := runesAsGoReads(in); got != want {
+			t.Errorf("runesAsGoReads(%q) = %q, want %q", in, got, want)
+		}
+	}
+	p, err := compileRX(`(?i)union.*?select`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, text, rewritten := p.pick("1' UNION\xff SELECT")
+	if m != p.fast || !rewritten || !m.MatchString(text) {
+		t.Errorf("pick = RE2 %v, rewritten %v, text %q: want RE2 over the rewritten value, matching", m == p.fast, rewritten, text)
 	}
 }
 
