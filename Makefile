@@ -35,7 +35,16 @@ CRD_DIR := deploy/crds
 
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api generate-deploy check-generated tools help
+# The agent's engine runs Coraza's @rx on RE2 through cgo and Debian's
+# libre2 (go-re2's re2_cgo tag). Without the tag go-re2 runs RE2 compiled to
+# Go from WebAssembly, which gives the same matches but serializes
+# concurrent matches on a spin lock: two inspections at once cost 2.5x the
+# CPU of one (docs/decisions.md). Every build, test and benchmark make runs
+# uses the tag, so what is tested and measured is what ships.
+GO_BUILD_TAGS ?= re2_cgo
+export GOFLAGS := $(strip $(filter-out -tags=%,$(shell $(GO) env GOFLAGS)) -tags=$(GO_BUILD_TAGS))
+
+.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api generate-deploy check-generated tools re2 help
 
 help:
 	@echo "make demo             run control plane, agent and Envoy locally with examples/demo"
@@ -43,17 +52,18 @@ help:
 	@echo "make generate         regenerate agentapi/*.pb.go, the WAFPolicy deepcopy code and CRD"
 	@echo "make check-generated  fail if the committed generated code is stale"
 	@echo "make tools            install protoc (Debian protobuf-compiler) if missing"
+	@echo "make re2              install what the agent's cgo build needs (Debian libre2-dev, pkg-config, g++) if missing"
 
 ## demo: everything the README's first command promises. Built and then
 ## exec'd rather than `go run`, because go run exits 1 after Ctrl-C even when
 ## the demo shut down cleanly.
-demo:
+demo: re2
 	$(GO) build -o bin/meshwaf-demo ./cmd/demo
 	envoy="$$(scripts/install-envoy.sh)"; MESHWAF_ENVOY="$$envoy" exec bin/meshwaf-demo
 
 ## test: everything CI checks. The install runs as its own statement so that
 ## a failed install stops make here (an assignment prefix would hide it).
-test: fmt-check vet check-generated
+test: re2 fmt-check vet check-generated
 	envoy="$$(scripts/install-envoy.sh)"; kube_env="$$(scripts/install-kube.sh)"; export $$kube_env; \
 	MESHWAF_ENVOY="$$envoy" $(GO) test -race -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
@@ -64,7 +74,7 @@ fmt-check:
 	@unformatted="$$(gofmt -l .)"; \
 	if [[ -n "$$unformatted" ]]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-vet:
+vet: re2
 	$(GO) vet ./...
 
 $(PROTOC_GEN_GO):
@@ -115,6 +125,11 @@ tools:
 	@command -v $(PROTOC) >/dev/null || { \
 		echo "installing protobuf-compiler"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq protobuf-compiler; }
+
+re2:
+	@pkg-config --exists re2 && command -v g++ >/dev/null || { \
+		echo "installing libre2-dev pkg-config g++"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libre2-dev pkg-config g++; }
 
 # Larger areas (benchmarks, conformance, Kubernetes) keep their targets in
 # make/*.mk, one file each.

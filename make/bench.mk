@@ -5,15 +5,16 @@
 # answers for five requests at CRS paranoia levels 1 and 2, one request at
 # a time and with 8 in flight (bench.LoadInFlight), with Coraza in-process,
 # the agent over gRPC and Envoy alone as supporting columns; then overload
-# (32 in flight through Envoy + agent for 30 s) and the agent's memory with
-# 1, 10 and 100 distinct policies. Writes docs/reports/bench.md. About 20
-# minutes on 2 cores. Not part of `make test`, which runs the same harness,
+# (32 and 128 in flight through Envoy + agent, 30 s each) and the agent's
+# memory with 1, 10 and 100 distinct policies. Writes docs/reports/bench.md.
+# About 10 minutes on 2 cores. Not part of `make test`, which runs the same harness,
 # peer, overload and memory steps included, with a handful of requests
 # (bench.TestBench without -full) so that it cannot rot. One case alone:
 # go test ./bench -run TestBench -args -full -scenarios='SQLi GET' -level=1
 #
 # No -race here: the race detector would multiply the in-process numbers.
-# Coraza build tags reach both the in-process worker and the agent through
+# Build tags (the Makefile's GO_BUILD_TAGS, re2_cgo, and any Coraza tag
+# added to it) reach both the in-process worker and the agent through
 # GOFLAGS (the worker is this test binary, the agent is built by the
 # harness with the same environment).
 
