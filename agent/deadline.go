@@ -58,7 +58,8 @@ func procTimeout(ctx context.Context) time.Duration {
 	return 0
 }
 
-// guard runs f, a step of Coraza work, and reports whether it completed.
+// guard runs f, a step of Coraza work over bodyBytes of body, and reports
+// whether it completed.
 // A panic in f (a Coraza bug on hostile input) fails the exchange instead of
 // the agent: the verdict then follows the mode. With a deadline, f runs on a
 // worker (steps.go) and guard returns by the deadline at the latest: if no
@@ -66,7 +67,7 @@ func procTimeout(ctx context.Context) time.Duration {
 // it, the exchange is shed; if f is still running then, the exchange is
 // late: from then on the caller only reads the policy, and the worker
 // finishes and records the exchange once f returns.
-func (x *exchange) guard(f func()) bool {
+func (x *exchange) guard(bodyBytes int, f func()) bool {
 	// late first: once it is set, the other fields are the worker's.
 	if x.late.Load() || x.failed || x.shed {
 		return false
@@ -83,15 +84,15 @@ func (x *exchange) guard(f func()) bool {
 	)
 	var claim atomic.Int32
 	done := make(chan struct{})
-	cost := &x.entry.waf.cost
+	cost, class := &x.entry.waf.cost, costClass(int64(bodyBytes))
 	x.in.late.Add(1)
 	handed := x.in.steps.run(func() {
 		defer x.in.late.Done()
-		if time.Until(x.deadline) < cost.estimate() {
+		if time.Until(x.deadline) < cost.estimate(class) {
 			x.shed = true
 		} else {
 			x.run(f)
-			cost.observe(x.lastStep)
+			cost.observe(class, x.lastStep)
 		}
 		if claim.CompareAndSwap(0, completed) {
 			close(done)

@@ -138,7 +138,7 @@ func (x *exchange) requestHeaders() bool {
 	if x.overloaded() {
 		return x.denies()
 	}
-	x.guard(func() { x.phase1() })
+	x.guard(0, func() { x.phase1() })
 	return x.denies()
 }
 
@@ -149,7 +149,7 @@ func (x *exchange) requestBody(body []byte, partial bool) bool {
 		return x.denies()
 	}
 	x.reqDone = true
-	x.guard(func() { x.phase2(body, partial) })
+	x.guard(len(body), func() { x.phase2(body, partial) })
 	return x.denies()
 }
 
@@ -158,7 +158,7 @@ func (x *exchange) requestBody(body []byte, partial bool) bool {
 // the audit line has everything it found.
 func (x *exchange) request(body []byte, partial bool) bool {
 	x.reqDone = true
-	x.guard(func() {
+	x.guard(len(body), func() {
 		if x.phase1(); !x.blocked() {
 			x.phase2(body, partial)
 		}
@@ -175,7 +175,7 @@ func (x *exchange) responseHeaders(status int, headers []header) bool {
 		return x.denies()
 	}
 	x.respStatus = status
-	x.guard(func() {
+	x.guard(0, func() {
 		for _, h := range headers {
 			x.tx.AddResponseHeader(h.name, h.value)
 		}
@@ -188,7 +188,7 @@ func (x *exchange) responseHeaders(status int, headers []header) bool {
 // sending: Coraza inspects only bodies of the configured content types.
 func (x *exchange) wantsResponseBody() bool {
 	want := false
-	if !x.guard(func() { want = x.tx.IsResponseBodyAccessible() && x.tx.IsResponseBodyProcessable() }) {
+	if !x.guard(0, func() { want = x.tx.IsResponseBodyAccessible() && x.tx.IsResponseBodyProcessable() }) {
 		return false
 	}
 	return want
@@ -204,7 +204,7 @@ func (x *exchange) responseBody(body []byte) bool {
 	if limit := x.policy.GetResponseBody().GetLimitBytes(); int64(len(body)) > limit {
 		body = body[:limit]
 	}
-	x.guard(func() {
+	x.guard(len(body), func() {
 		if len(body) > 0 && x.tx.IsResponseBodyAccessible() && x.tx.IsResponseBodyProcessable() {
 			if it, _, _ := x.tx.WriteResponseBody(body); it != nil {
 				x.interrupt(it)

@@ -47,7 +47,7 @@ func (in *inspector) begin(gateways []string, r *httpRequest, protocol string) *
 		return nil
 	}
 	x := &exchange{in: in, entry: e, policy: e.Policy, req: r, protocol: protocol, started: in.now()}
-	x.guard(func() {
+	x.guard(0, func() {
 		x.tx = e.waf.waf.NewTransaction()
 		x.txID = x.tx.ID()
 	})

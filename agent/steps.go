@@ -89,15 +89,39 @@ func (r *stepRunner) close() {
 	}
 }
 
-// stepCost estimates how long a step of one WAF takes, as a moving average
-// of the steps it ran (each new one weighs 1/8). It is read to decide
-// whether a step that waited can still finish in time, so a rough figure
-// is enough: concurrent updates may lose one another's sample.
-type stepCost struct{ nanos atomic.Int64 }
+// stepCost estimates how long a step of one WAF takes, for steps over a
+// body of one size class (costClass; a step that reads no body, such as
+// ext_proc's request headers, is class 0): a benign GET and a 1 MB form
+// differ a thousandfold, and one average of both would let the large form
+// start with far too little time left. Each class keeps a moving average of the
+// steps it ran (each new one weighs 1/8, the first counts in full). It is
+// read to decide whether a step that waited can still finish in time, so a
+// rough figure is enough: concurrent updates may lose one another's sample.
+type stepCost struct{ nanos [costClasses]atomic.Int64 }
 
-func (c *stepCost) observe(d time.Duration) {
-	old := c.nanos.Load()
-	c.nanos.Store(old + (int64(d)-old)/8)
+// costClasses are: no body, then bodies under 1 KiB, 4 KiB, 16 KiB,
+// 64 KiB, 256 KiB, 1 MiB, and larger.
+const costClasses = 8
+
+func costClass(bodyBytes int64) int {
+	class := 0
+	for limit := int64(1 << 10); bodyBytes > 0 && class < costClasses-1; limit *= 4 {
+		class++
+		if bodyBytes < limit {
+			break
+		}
+	}
+	return class
 }
 
-func (c *stepCost) estimate() time.Duration { return time.Duration(c.nanos.Load()) }
+func (c *stepCost) observe(class int, d time.Duration) {
+	n := &c.nanos[class]
+	old := n.Load()
+	if old == 0 {
+		n.Store(int64(d))
+		return
+	}
+	n.Store(old + (int64(d)-old)/8)
+}
+
+func (c *stepCost) estimate(class int) time.Duration { return time.Duration(c.nanos[class].Load()) }

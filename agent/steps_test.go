@@ -114,17 +114,33 @@ func TestStepRunnerCloseEndsWorkers(t *testing.T) {
 
 func TestStepCostFollowsTheStepsItObserves(t *testing.T) {
 	var c stepCost
-	if c.estimate() != 0 {
-		t.Fatalf("a fresh estimate is %s, want 0", c.estimate())
+	const class = 3
+	if c.estimate(class) != 0 {
+		t.Fatalf("a fresh estimate is %s, want 0", c.estimate(class))
+	}
+	c.observe(class, 80*time.Millisecond)
+	if got := c.estimate(class); got != 80*time.Millisecond {
+		t.Errorf("after one step of 80ms the estimate is %s", got)
 	}
 	for range 50 {
-		c.observe(80 * time.Millisecond)
+		c.observe(class, 80*time.Millisecond)
 	}
-	if got := c.estimate(); got < 75*time.Millisecond || got > 80*time.Millisecond {
-		t.Errorf("after 50 steps of 80ms the estimate is %s", got)
-	}
-	c.observe(0)
-	if got := c.estimate(); got < 65*time.Millisecond || got > 72*time.Millisecond {
+	c.observe(class, 0)
+	if got := c.estimate(class); got < 65*time.Millisecond || got > 72*time.Millisecond {
 		t.Errorf("one quick step moved the estimate to %s, want about 7/8 of 80ms", got)
+	}
+	if got := c.estimate(class + 1); got != 0 {
+		t.Errorf("another size class's estimate is %s, want 0", got)
+	}
+}
+
+func TestCostClassesGrowFourfold(t *testing.T) {
+	for size, want := range map[int64]int{
+		-1: 0, 0: 0, 1: 1, 1023: 1, 1024: 2, 4095: 2, 4096: 3,
+		10 << 10: 3, 100 << 10: 5, 900 << 10: 6, 1 << 20: 7, 1 << 30: 7,
+	} {
+		if got := costClass(size); got != want {
+			t.Errorf("costClass(%d) = %d, want %d", size, got, want)
+		}
 	}
 }

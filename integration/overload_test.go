@@ -17,13 +17,14 @@ import (
 // the policy's failure mode, through a real Envoy: Closed gives 503 with
 // the agent's "overloaded" body (never the block response's 403), Open lets
 // it through; either way the agent audits it as "overloaded" and counts it
-// under verdict="overloaded". Large forms stand in for a busy node: with
-// the default timeout (500 ms), a benign GET is inspected well within it, a
-// 600 KB form never is; the first two hold both of the agent's workers
-// past their deadlines (late), the third finds no worker free (shed).
+// under verdict="overloaded". Large forms stand in for a busy node: with a
+// 200 ms timeout, a benign GET is inspected well within it, a 900 KB form
+// (about 0.4 s at PL1; Envoy buffers up to 1 MiB for ext_proc) never is;
+// the first two hold both of the agent's workers past their deadlines
+// (late), the third finds no worker free (shed).
 func TestRequestNotInspectedInTimeGoesByTheFailureMode(t *testing.T) {
 	bigForm := request{method: http.MethodPost, host: "shop.example.com", target: "/profile",
-		contentType: "application/x-www-form-urlencoded", body: largeForm(600 << 10)}
+		contentType: "application/x-www-form-urlencoded", body: largeForm(900 << 10)}
 	tests := []struct {
 		name        string
 		extraSpec   string
@@ -42,7 +43,7 @@ func TestRequestNotInspectedInTimeGoesByTheFailureMode(t *testing.T) {
 			p := shopPrevent
 			p.extraSpec = tt.extraSpec
 			writeFile(t, dir, "wafpolicy.yaml", policyYAML(p))
-			s := startStack(t, stack.Config{Manifests: dir, InspectionWorkers: 2})
+			s := startStack(t, stack.Config{Manifests: dir, InspectionWorkers: 2, AgentTimeout: 200 * time.Millisecond})
 			if got := ecdsFilterType(t, s); !strings.HasSuffix(got, tt.protocol) {
 				t.Fatalf("meshwaf.waf is %s, want %s", got, tt.protocol)
 			}
@@ -94,13 +95,13 @@ func TestRequestNotInspectedInTimeGoesByTheFailureMode(t *testing.T) {
 }
 
 // largeForm is a benign urlencoded form of about size bytes, in fields of
-// about a kilobyte (the CRS limits how many arguments a request may have).
+// about 4 KB (the CRS limits how many arguments a request may have).
 func largeForm(size int) string {
 	words := strings.Fields("lovely summer garden flowers bloom bright yellow petals under warm sunshine children played happily beside river")
 	v := url.Values{}
 	for i := 0; len(v.Encode()) < size; i++ {
 		var b strings.Builder
-		for j := 0; b.Len() < 1000; j++ {
+		for j := 0; b.Len() < 4000; j++ {
 			b.WriteString(words[(i+j*7)%len(words)] + " ")
 		}
 		v.Set(fmt.Sprintf("field%d", i), b.String())
@@ -108,8 +109,8 @@ func largeForm(size int) string {
 	return v.Encode()
 }
 
-// largeBodies lets the policy inspect bodies of up to 1 MiB.
-const largeBodies = "  requestBody:\n    limitBytes: 1048576\n"
+// largeBodies lets the policy inspect bodies of up to 4 MiB.
+const largeBodies = "  requestBody:\n    limitBytes: 4194304\n"
 
 // The agent's audit reasons of overloaded requests.
 const (
