@@ -2,7 +2,6 @@ package engine
 
 import (
 	"fmt"
-	"net/url"
 	"os"
 	"os/exec"
 	"runtime"
@@ -17,6 +16,7 @@ import (
 	coraza "github.com/corazawaf/coraza/v3"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/bench/scenario"
 	"github.com/meshwaf/meshwaf/seclang"
 )
 
@@ -32,84 +32,26 @@ import (
 
 const measureEnv = "MESHWAF_ENGINE_MEASURE"
 
-// scenario is one request of the bench (bench/scenario.go), copied.
-type scenario struct {
-	name, method, target, contentType string
-	body                              []byte
-}
-
-var browserHeaders = [][2]string{
-	{"user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"},
-	{"accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
-	{"accept-language", "en-GB,en;q=0.9"},
-	{"accept-encoding", "gzip, deflate"},
-}
-
-func scenarios() []scenario {
-	return []scenario{
-		{name: "benign GET", method: "GET", target: "/products/shoes?color=blue&size=42&page=2"},
-		{name: "form POST", method: "POST", target: "/comments", contentType: "application/x-www-form-urlencoded",
-			body: []byte("author=alice&comment=Lovely+shoes+and+very+comfortable&rating=5")},
-		{name: "1 KB JSON POST", method: "POST", target: "/api/orders", contentType: "application/json", body: jsonBody(1024)},
-		{name: "10 KB form POST", method: "POST", target: "/profile", contentType: "application/x-www-form-urlencoded", body: formBody(10 * 1024)},
-		{name: "SQLi GET", method: "GET", target: "/search?q=" + url.QueryEscape("1' OR '1'='1' UNION SELECT username, password FROM users--")},
-	}
-}
-
-var prose = []string{
-	"lovely", "summer", "garden", "flowers", "bloom", "bright", "yellow", "petals", "under", "warm",
-	"sunshine", "children", "played", "happily", "beside", "river", "evening", "breeze", "gentle", "colours",
-}
-
-func words(n, seed int) string {
-	w := make([]string, n)
-	for i := range w {
-		w[i] = prose[(i*7+seed)%len(prose)]
-	}
-	return strings.Join(w, " ")
-}
-
-func jsonBody(size int) []byte {
-	var b strings.Builder
-	b.WriteString(`{"customer":{"id":4711,"name":"Alice Example","email":"alice@example.com"},"items":[`)
-	for i := 0; b.Len() < size-80; i++ {
-		if i > 0 {
-			b.WriteString(",")
-		}
-		fmt.Fprintf(&b, `{"sku":"SKU%04d","quantity":%d,"note":"%s"}`, i, i%3+1, words(6, i))
-	}
-	b.WriteString(`],"currency":"EUR","gift":false}`)
-	return []byte(b.String())
-}
-
-func formBody(size int) []byte {
-	v := url.Values{}
-	for i := 0; len(v.Encode()) < size-200; i++ {
-		v.Set(fmt.Sprintf("field%02d", i), words(30, i))
-	}
-	return []byte(v.Encode())
-}
-
 // send inspects one request as the bench's in-process baseline does.
-func send(waf coraza.WAF, sc scenario, seq int) []int {
+func send(waf coraza.WAF, sc scenario.Scenario, seq int) []int {
 	tx := waf.NewTransaction()
 	defer tx.Close()
 	tx.ProcessConnection("127.0.0.1", 40000+seq%20000, "127.0.0.1", 8080)
-	tx.ProcessURI(sc.target, sc.method, "HTTP/1.1")
+	tx.ProcessURI(sc.Target, sc.Method, "HTTP/1.1")
 	tx.AddRequestHeader("host", "shop.example.com")
-	for _, h := range browserHeaders {
+	for _, h := range scenario.BrowserHeaders {
 		tx.AddRequestHeader(h[0], h[1])
 	}
-	if len(sc.body) > 0 {
-		tx.AddRequestHeader("content-type", sc.contentType)
-		tx.AddRequestHeader("content-length", strconv.Itoa(len(sc.body)))
+	if len(sc.Body) > 0 {
+		tx.AddRequestHeader("content-type", sc.ContentType)
+		tx.AddRequestHeader("content-length", strconv.Itoa(len(sc.Body)))
 	}
 	tx.AddRequestHeader("x-forwarded-proto", "http")
 	tx.AddRequestHeader("x-request-id", fmt.Sprintf("%08x-0000-4000-8000-%012x", seq, seq*7919))
 	tx.SetServerName("shop.example.com")
 	it := tx.ProcessRequestHeaders()
-	if it == nil && len(sc.body) > 0 && tx.IsRequestBodyAccessible() {
-		it, _, _ = tx.WriteRequestBody(sc.body)
+	if it == nil && len(sc.Body) > 0 && tx.IsRequestBodyAccessible() {
+		it, _, _ = tx.WriteRequestBody(sc.Body)
 	}
 	if it == nil {
 		_, _ = tx.ProcessRequestBody()
@@ -189,12 +131,12 @@ func TestMeasureCPU(t *testing.T) {
 	budget := 150 * time.Millisecond
 	results := map[string][]float64{} // scenario|pl|variant → µs per request
 	for _, pl := range levels {
-		for _, sc := range scenarios() {
+		for _, sc := range scenario.All() {
 			// Verdicts first: every variant must match the same rules.
 			want := send(variants[0].wafs[pl], sc, 0)
 			for _, v := range variants[1:] {
 				if got := send(v.wafs[pl], sc, 0); !slices.Equal(got, want) {
-					t.Errorf("PL%d %s: %s matched %v, stock %v", pl, sc.name, v.name, got, want)
+					t.Errorf("PL%d %s: %s matched %v, stock %v", pl, sc.Name, v.name, got, want)
 				}
 			}
 			// Calibrate the batch to about budget with the stock WAF.
@@ -213,7 +155,7 @@ func TestMeasureCPU(t *testing.T) {
 						send(v.wafs[pl], sc, j)
 					}
 					us := float64(cpuTime()-c0) / float64(batch) / 1e3
-					key := fmt.Sprintf("%s|%d|%s", sc.name, pl, v.name)
+					key := fmt.Sprintf("%s|%d|%s", sc.Name, pl, v.name)
 					results[key] = append(results[key], us)
 				}
 			}
@@ -227,11 +169,11 @@ func TestMeasureCPU(t *testing.T) {
 	}
 	b.WriteString("\n")
 	for _, pl := range levels {
-		for _, sc := range scenarios() {
-			fmt.Fprintf(&b, "%-16s %-3d", sc.name, pl)
-			base := median(results[fmt.Sprintf("%s|%d|stock", sc.name, pl)])
+		for _, sc := range scenario.All() {
+			fmt.Fprintf(&b, "%-16s %-3d", sc.Name, pl)
+			base := median(results[fmt.Sprintf("%s|%d|stock", sc.Name, pl)])
 			for _, v := range variants {
-				xs := results[fmt.Sprintf("%s|%d|%s", sc.name, pl, v.name)]
+				xs := results[fmt.Sprintf("%s|%d|%s", sc.Name, pl, v.name)]
 				fmt.Fprintf(&b, " | %6.0f [%5.0f–%5.0f] %4.2f×", median(xs), slices.Min(xs), slices.Max(xs), median(xs)/base)
 			}
 			b.WriteString("\n")
@@ -305,7 +247,7 @@ func memoryChild(t *testing.T, spec string) {
 		wafs = append(wafs, compilePolicy(t, 1, fmt.Sprintf("\nSecAction \"id:77%04d,phase:1,pass,nolog\"", i)))
 	}
 	for _, waf := range wafs {
-		for _, sc := range scenarios() {
+		for _, sc := range scenario.All() {
 			for j := range 20 {
 				send(waf, sc, j)
 			}
@@ -339,7 +281,7 @@ func BenchmarkEngine10KBForm(b *testing.B) {
 	}
 	Install()
 	waf := compilePolicy(b, 2, "")
-	sc := scenarios()[3]
+	sc := scenario.All()[3]
 	for i := 0; b.Loop(); i++ {
 		send(waf, sc, i)
 	}

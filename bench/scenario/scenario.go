@@ -1,4 +1,8 @@
-package bench
+// Package scenario holds the requests meshwaf's benchmarks send: the bench
+// package's five scenarios, also fed in-process by the engine's
+// side-by-side measurement, so that both measure the same bytes. It imports
+// nothing of meshwaf.
+package scenario
 
 import (
 	"fmt"
@@ -18,18 +22,18 @@ type Scenario struct {
 	Blocked bool
 }
 
-// browserHeaders are sent with every request. A browser-like set keeps the
+// BrowserHeaders are sent with every request. A browser-like set keeps the
 // benign scenarios benign at paranoia level 2, where missing Accept or
 // User-Agent headers are findings themselves.
-var browserHeaders = [][2]string{
+var BrowserHeaders = [][2]string{
 	{"user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/126.0 Safari/537.36"},
 	{"accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"},
 	{"accept-language", "en-GB,en;q=0.9"},
 	{"accept-encoding", "gzip, deflate"},
 }
 
-// Scenarios are the requests of issue 4, in report order.
-func Scenarios() []Scenario {
+// All are the requests of issue 4, in report order.
+func All() []Scenario {
 	return []Scenario{
 		{Name: "benign GET", Method: "GET", Target: "/products/shoes?color=blue&size=42&page=2"},
 		{Name: "form POST", Method: "POST", Target: "/comments",
