@@ -37,7 +37,8 @@ func writeReport(path string) error {
 const setupText = `The OWASP CRS v4.25.0 regression suite (the tests embedded in
 ` + "`github.com/corazawaf/coraza-coreruleset/v4/tests`" + `), driven by the go-ftw v2.1.0 library. Every
 request goes go-ftw → Envoy 1.40 (an Istio-style ingress gateway built from ` + "`deploy/istio`" + `) →
-meshwaf agent (Coraza v3.8.1) → albedo, the CRS reference backend. The WAFPolicy is what the
+meshwaf agent (Coraza v3.8.1 with the engine: ` + "`@rx`" + ` on RE2, as the agent ships; built with the
+Makefile's tags) → albedo, the CRS reference backend. The WAFPolicy is what the
 suite expects: mode Detect, paranoia level 4, and the suite's tx settings as custom rules;
 rule ids are read from the agent's audit log between go-ftw's marker requests
 (` + "`integration/conformance/doc.go`" + ` explains how). The gateway accepts HTTP/1.0 (Istio's
