@@ -149,11 +149,7 @@ func measureOverload(ctx context.Context, cfg Config, st *stack.Stack, results [
 func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayClient, o *Overload) error {
 	sc, host := overloadScenario(), plHost(overloadLevel)
 
-	metricBefore, err := overloadedMetric(ctx, st.AgentURL())
-	if err != nil {
-		return err
-	}
-	auditBefore, err := countAudited(st.LogPaths().Audit)
+	metricBefore, auditBefore, err := overloadCounts(ctx, st)
 	if err != nil {
 		return err
 	}
@@ -163,16 +159,22 @@ func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayC
 	// whose inspection outlasted the deadline once the inspection is over
 	// (well under a second for this scenario): give both time to be written.
 	time.Sleep(time.Second)
-	metricAfter, err := overloadedMetric(ctx, st.AgentURL())
-	if err != nil {
-		return err
-	}
-	auditAfter, err := countAudited(st.LogPaths().Audit)
+	metricAfter, auditAfter, err := overloadCounts(ctx, st)
 	if err != nil {
 		return err
 	}
 	o.Metric, o.Audited = metricAfter-metricBefore, auditAfter-auditBefore
 	return st.Alive()
+}
+
+// overloadCounts reads how many requests the agent has counted as
+// overloaded (its metric) and audited as such (its audit log).
+func overloadCounts(ctx context.Context, st *stack.Stack) (metric, audited int, err error) {
+	if metric, err = overloadedMetric(ctx, st.AgentURL()); err != nil {
+		return 0, 0, err
+	}
+	audited, err = countAudited(st.LogPaths().Audit)
+	return metric, audited, err
 }
 
 // timedLoop keeps n requests of sc in flight for d and counts the answers
