@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"net/http"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/meshwaf/meshwaf/agentapi"
 	"github.com/meshwaf/meshwaf/integration/freeport"
+	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // The peer is what users would run instead of meshwaf: nginx in front of
@@ -97,7 +97,7 @@ func startPeer(ctx context.Context, repoRoot, dir string, levels []int32, backen
 		}
 	}()
 	if err := p.waitReady(ctx, levels[0]); err != nil {
-		return nil, fmt.Errorf("nginx with ModSecurity: %w\n%s", err, tailFile(filepath.Join(dir, "error.log"), 20))
+		return nil, fmt.Errorf("nginx with ModSecurity: %w\n%s", err, stack.Tail(filepath.Join(dir, "error.log"), 20))
 	}
 	return p, nil
 }
@@ -260,23 +260,4 @@ func childrenOf(pid int) ([]int, error) {
 		}
 	}
 	return out, nil
-}
-
-// tailFile is the last n lines of a file, for error messages.
-func tailFile(path string, n int) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return ""
-	}
-	defer f.Close()
-	var lines []string
-	sc := bufio.NewScanner(f)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		lines = append(lines, sc.Text())
-		if len(lines) > n {
-			lines = lines[1:]
-		}
-	}
-	return strings.Join(lines, "\n")
 }

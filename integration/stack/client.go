@@ -36,7 +36,7 @@ func (s *Stack) waitReady(ctx context.Context, p *process, url string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s after %s (last: %s); log %s:\n%s",
-				p.name, url, s.cfg.ReadyTimeout, last, p.logPath, tail(p.logPath, 30))
+				p.name, url, s.cfg.ReadyTimeout, last, p.logPath, Tail(p.logPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -127,7 +127,7 @@ func (s *Stack) WaitECDSReloads(ctx context.Context, n uint64, timeout time.Dura
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("envoy applied %d %s configurations, want %d within %s (last error %v); control plane log:\n%s\nenvoy log:\n%s",
-				got, wafFilterName, n, timeout, err, tail(s.LogPaths().ControlPlane, 20), tail(s.LogPaths().Envoy, 20))
+				got, wafFilterName, n, timeout, err, Tail(s.LogPaths().ControlPlane, 20), Tail(s.LogPaths().Envoy, 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

@@ -61,7 +61,7 @@ func (p *process) pid() int { return p.cmd.Process.Pid }
 func (p *process) exited() error {
 	select {
 	case <-p.done:
-		return fmt.Errorf("%s (pid %d) exited: %v; log %s:\n%s", p.name, p.pid(), p.waitErr, p.logPath, tail(p.logPath, 30))
+		return fmt.Errorf("%s (pid %d) exited: %v; log %s:\n%s", p.name, p.pid(), p.waitErr, p.logPath, Tail(p.logPath, 30))
 	default:
 		return nil
 	}
@@ -94,8 +94,9 @@ func (p *process) kill() {
 	<-p.done
 }
 
-// tail returns the last n lines of a file, for error messages.
-func tail(path string, n int) string {
+// Tail returns the last n lines of a file, for error messages (the harnesses
+// that start processes of their own use it too).
+func Tail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "(" + err.Error() + ")"
