@@ -9,12 +9,12 @@ import (
 	"sync"
 	"sync/atomic"
 
-	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	coraza "github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/experimental"
 	"golang.org/x/sync/singleflight"
 
 	"github.com/meshwaf/meshwaf/agentapi"
+	"github.com/meshwaf/meshwaf/engine"
 	"github.com/meshwaf/meshwaf/seclang"
 )
 
@@ -22,11 +22,12 @@ import (
 // memoizing one so that the expensive CRS compile happens once per process.
 type CompileFunc func(directives string) (coraza.WAF, error)
 
-// CompileCRS compiles directives against the embedded CRS filesystem,
-// with the engine's operators unless UseStockOperators was called.
+// CompileCRS compiles directives against the embedded CRS filesystem as
+// the engine serves it (engine.CRS: the CRS rules without logdata), with
+// the engine's operators unless UseStockOperators was called.
 func CompileCRS(directives string) (coraza.WAF, error) {
 	installOperators()
-	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
+	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(engine.CRS).WithDirectives(directives))
 }
 
 // Entry is one applied host policy: the resource, its defaults-filled policy

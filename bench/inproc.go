@@ -3,7 +3,6 @@ package bench
 import (
 	"fmt"
 
-	coreruleset "github.com/corazawaf/coraza-coreruleset/v4"
 	"github.com/corazawaf/coraza/v3"
 	"github.com/corazawaf/coraza/v3/types"
 
@@ -31,7 +30,7 @@ func compileWAF(p *agentapi.HostPolicy) (coraza.WAF, error) {
 		return nil, err
 	}
 	engine.Install()
-	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives))
+	return coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(engine.CRS).WithDirectives(directives))
 }
 
 // inProcess inspects requests the way the agent does for ext_authz: the

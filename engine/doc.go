@@ -5,13 +5,16 @@
 // everywhere else: for values that are not valid UTF-8 (RE2 skips invalid
 // bytes, which would let `UNION\xff SELECT` through) and where a pattern's
 // meaning differs between the two (\B on non-ASCII values, case folding of
-// Latin-1 letters). docs/decisions.md ("A faster engine") has the numbers.
+// Latin-1 letters). CRS is the Core Rule Set's filesystem without the
+// logdata actions Coraza would expand on every rule evaluation.
+// docs/decisions.md ("A faster engine") has the numbers.
 //
 // Operators are registered in Coraza's process-wide plugin registry, so
 // Install affects every WAF compiled after it, in the whole process. A WAF
 // compiled before keeps the operators it was compiled with.
 //
-// engine imports Coraza's plugin API, go-re2 and the standard library. It
+// engine imports Coraza's plugin API, the coraza-coreruleset module, go-re2
+// and the standard library. It
 // must not import agent, seclang or anything else of meshwaf: it is a
 // library the agent uses, not part of the agent. Only its measurement test
 // renders policies with seclang, to compile what the agent compiles.

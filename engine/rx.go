@@ -165,17 +165,22 @@ func runesAsGoReads(s string) string {
 // Evaluate matches value, and when the rule captures, sets TX:0 to TX:8
 // the way Coraza's operator does: the whole match, then each group, empty
 // for a group that took no part in the match.
+//
+// Whether there is a match is asked first even when the rule captures:
+// most values match nothing, and with libre2 a plain match is one call
+// into C where finding the groups is three (the group array is allocated
+// and freed in C memory).
 func (o *rx) Evaluate(tx plugintypes.TransactionState, value string) bool {
 	m, text, rewritten := o.p.pick(value)
+	if !m.MatchString(text) {
+		return false
+	}
 	if !tx.Capturing() {
-		return m.MatchString(text)
+		return true
 	}
 	if rewritten {
-		// RE2 decides whether there is a match; Go's regexp, in the rare
-		// case there is one, where it is in value.
-		if !m.MatchString(text) {
-			return false
-		}
+		// RE2 decided there is a match; Go's regexp says where it is in
+		// value.
 		m, text = o.p.std, value
 	}
 	idx := m.FindStringSubmatchIndex(text)
