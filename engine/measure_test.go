@@ -67,7 +67,9 @@ func send(waf coraza.WAF, sc scenario.Scenario, seq int) []int {
 }
 
 // compilePolicy compiles what the agent compiles for a default Prevent
-// policy at paranoia level pl; extra directives make distinct WAFs.
+// policy at paranoia level pl; extra directives make distinct WAFs. Once
+// the engine is installed, the CRS files are the engine's (CRS), as the
+// agent compiles them; stock Coraza gets the module's own.
 func compilePolicy(t testing.TB, pl int32, extra string) coraza.WAF {
 	t.Helper()
 	p := seclang.WithDefaults(&agentapi.HostPolicy{
@@ -78,7 +80,11 @@ func compilePolicy(t testing.TB, pl int32, extra string) coraza.WAF {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(coreruleset.FS).WithDirectives(directives + extra))
+	root := coreruleset.FS
+	if installed.Load() {
+		root = CRS
+	}
+	waf, err := coraza.NewWAF(coraza.NewWAFConfig().WithRootFS(root).WithDirectives(directives + extra))
 	if err != nil {
 		t.Fatal(err)
 	}
