@@ -14,7 +14,7 @@ import (
 
 	"github.com/meshwaf/meshwaf/agentapi"
 	"github.com/meshwaf/meshwaf/integration/freeport"
-	"github.com/meshwaf/meshwaf/integration/stack"
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // The peer is what users would run instead of meshwaf: nginx in front of
@@ -97,7 +97,7 @@ func startPeer(ctx context.Context, repoRoot, dir string, levels []int32, backen
 		}
 	}()
 	if err := p.waitReady(ctx, levels[0]); err != nil {
-		return nil, fmt.Errorf("nginx with ModSecurity: %w\n%s", err, stack.Tail(filepath.Join(dir, "error.log"), 20))
+		return nil, fmt.Errorf("nginx with ModSecurity: %w\n%s", err, proc.Tail(filepath.Join(dir, "error.log"), 20))
 	}
 	return p, nil
 }

@@ -34,6 +34,7 @@
 #   MESHWAF_ETCD          use this etcd binary instead of Debian's
 #   GO                    go command (default go)
 set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 
 version="${MESHWAF_KUBE_VERSION:-1.36.3}"
 # Staging modules are tagged v0.<minor>.<patch> for release v1.<minor>.<patch>.
@@ -87,23 +88,9 @@ binaries_ok() {
 
 ensure_etcd
 
-# Fast path: the marker is written last, so an interrupted build is never
-# mistaken for a good one.
-if binaries_ok; then
+if built_or_locked "${root}" binaries_ok; then
   print_paths
   exit 0
-fi
-
-# Serialise concurrent runs (parallel test packages, make -j): a second run
-# waits for the first and then takes the fast path.
-mkdir -p "${root}"
-if command -v flock >/dev/null 2>&1; then
-  exec 9>"${root}.lock"
-  flock 9
-  if binaries_ok; then
-    print_paths
-    exit 0
-  fi
 fi
 
 command -v "${go}" >/dev/null 2>&1 || die "go not found"

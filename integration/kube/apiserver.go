@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"net/http"
 	"path/filepath"
 	"strconv"
@@ -59,25 +60,25 @@ func apiServerFlags(dir string, port int, etcdURL string, keys *pki, extra []str
 // apiServer is one run of kube-apiserver; a restart makes a new one with the
 // same flags.
 type apiServer struct {
-	proc *process
+	process *proc.Process
 }
 
 func startAPIServer(ctx context.Context, binary, dir string, flags []string, admin *rest.Config) (*apiServer, error) {
-	p, err := startProcess("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), binary, flags...)
+	p, err := proc.Start("kube-apiserver", filepath.Join(dir, "kube-apiserver.log"), binary, proc.Options{}, flags...)
 	if err != nil {
 		return nil, err
 	}
 	if err := waitReady(ctx, p, admin); err != nil {
-		_ = p.stop(10 * time.Second)
+		_ = p.Stop(10 * time.Second)
 		return nil, err
 	}
-	return &apiServer{proc: p}, nil
+	return &apiServer{process: p}, nil
 }
 
 // waitReady polls /readyz as the admin: it is 200 only once every post-start
 // hook (RBAC bootstrap roles, CRD informers, ...) has finished, so a test
 // that starts right after sees a complete API server.
-func waitReady(ctx context.Context, p *process, admin *rest.Config) error {
+func waitReady(ctx context.Context, p *proc.Process, admin *rest.Config) error {
 	transport, err := rest.TransportFor(admin)
 	if err != nil {
 		return err

@@ -37,42 +37,56 @@ func InstallBinaries() (Binaries, error) {
 }
 
 func installBinaries() (Binaries, error) {
-	fromEnv := Binaries{
-		APIServer: os.Getenv("MESHWAF_KUBE_APISERVER"),
-		Etcd:      os.Getenv("MESHWAF_ETCD"),
-		Kubectl:   os.Getenv("MESHWAF_KUBECTL"),
+	paths, err := InstallScript("install-kube.sh", "MESHWAF_KUBE_APISERVER", "MESHWAF_ETCD", "MESHWAF_KUBECTL")
+	if err != nil {
+		return Binaries{}, err
 	}
-	if fromEnv.APIServer != "" && fromEnv.Etcd != "" && fromEnv.Kubectl != "" {
-		return fromEnv, fromEnv.check()
+	b := Binaries{APIServer: paths["MESHWAF_KUBE_APISERVER"], Etcd: paths["MESHWAF_ETCD"], Kubectl: paths["MESHWAF_KUBECTL"]}
+	return b, b.check()
+}
+
+// InstallScript returns the paths an install script of scripts/ prints as
+// KEY=path lines, one per key. When the environment has every key (as
+// `make` exports them from the script), those values are used; otherwise
+// the script runs, which is instant once its cache is warm. A key the
+// script did not print is an error.
+func InstallScript(script string, keys ...string) (map[string]string, error) {
+	paths := map[string]string{}
+	for _, k := range keys {
+		if v := os.Getenv(k); v != "" {
+			paths[k] = v
+		}
 	}
-	script := filepath.Join(RepoRoot(), "scripts", "install-kube.sh")
+	if len(paths) == len(keys) {
+		return paths, nil
+	}
+	path := filepath.Join(RepoRoot(), "scripts", script)
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(script)
+	cmd := exec.Command(path)
 	cmd.Stdout = &stdout
 	cmd.Stderr = &stderr
 	if err := cmd.Run(); err != nil {
-		return Binaries{}, fmt.Errorf("%s: %w\n%s", script, err, tail(stderr.String(), 40))
+		return nil, fmt.Errorf("%s: %w\n%s", path, err, tail(stderr.String(), 40))
 	}
-	var b Binaries
+	clear(paths)
 	sc := bufio.NewScanner(&stdout)
 	for sc.Scan() {
-		key, value, _ := strings.Cut(sc.Text(), "=")
-		switch key {
-		case "MESHWAF_KUBE_APISERVER":
-			b.APIServer = value
-		case "MESHWAF_ETCD":
-			b.Etcd = value
-		case "MESHWAF_KUBECTL":
-			b.Kubectl = value
+		if key, value, ok := strings.Cut(sc.Text(), "="); ok {
+			paths[key] = value
 		}
 	}
-	return b, b.check()
+	for _, k := range keys {
+		if paths[k] == "" {
+			return nil, fmt.Errorf("%s printed no %s", script, k)
+		}
+	}
+	return paths, nil
 }
 
 func (b Binaries) check() error {
 	for name, path := range map[string]string{"kube-apiserver": b.APIServer, "etcd": b.Etcd, "kubectl": b.Kubectl} {
 		if path == "" {
-			return fmt.Errorf("install-kube.sh printed no %s path", name)
+			return fmt.Errorf("no %s path", name)
 		}
 		if fi, err := os.Stat(path); err != nil || fi.Mode()&0o111 == 0 {
 			return fmt.Errorf("%s %q is not an executable file", name, path)

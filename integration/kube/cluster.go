@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,7 +39,7 @@ type Cluster struct {
 	dir        string
 	bins       Binaries
 	keys       *pki
-	etcd       *process
+	etcd       *proc.Process
 	flags      []string
 	admin      *rest.Config
 	kubeconfig string
@@ -148,7 +149,7 @@ func (c *Cluster) StopAPIServer() error {
 	if c.server == nil {
 		return nil
 	}
-	err := c.server.proc.stop(30 * time.Second)
+	err := c.server.process.Stop(30 * time.Second)
 	c.server = nil
 	return err
 }
@@ -159,7 +160,7 @@ func (c *Cluster) KillAPIServer() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.server != nil {
-		c.server.proc.kill()
+		c.server.process.Kill()
 		c.server = nil
 	}
 }
@@ -169,7 +170,7 @@ func (c *Cluster) KillAPIServer() {
 func (c *Cluster) Close() error {
 	errs := []error{c.StopAPIServer()}
 	if c.etcd != nil {
-		errs = append(errs, c.etcd.stop(10*time.Second))
+		errs = append(errs, c.etcd.Stop(10*time.Second))
 	}
 	return errors.Join(errs...)
 }

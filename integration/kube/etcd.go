@@ -3,6 +3,7 @@ package kube
 import (
 	"context"
 	"fmt"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -12,7 +13,7 @@ import (
 
 // startEtcd runs a single-member etcd on two fresh loopback ports with its
 // data in dir/etcd.
-func startEtcd(ctx context.Context, binary, dir string) (p *process, clientURL string, err error) {
+func startEtcd(ctx context.Context, binary, dir string) (p *proc.Process, clientURL string, err error) {
 	clientPort, err := freeport.Port()
 	if err != nil {
 		return nil, "", err
@@ -23,7 +24,7 @@ func startEtcd(ctx context.Context, binary, dir string) (p *process, clientURL s
 	}
 	clientURL = "http://" + freeport.Addr(clientPort)
 	peerURL := "http://" + freeport.Addr(peerPort)
-	p, err = startProcess("etcd", filepath.Join(dir, "etcd.log"), binary,
+	p, err = proc.Start("etcd", filepath.Join(dir, "etcd.log"), binary, proc.Options{},
 		"--name=meshwaf-test",
 		"--data-dir="+filepath.Join(dir, "etcd"),
 		"--listen-client-urls="+clientURL,
@@ -43,20 +44,20 @@ func startEtcd(ctx context.Context, binary, dir string) (p *process, clientURL s
 		return nil, "", err
 	}
 	if err := waitHTTP(ctx, p, http.DefaultClient, clientURL+"/health", 30*time.Second); err != nil {
-		_ = p.stop(5 * time.Second)
+		_ = p.Stop(5 * time.Second)
 		return nil, "", fmt.Errorf("etcd not healthy: %w", err)
 	}
 	return p, clientURL, nil
 }
 
 // waitHTTP polls url until it answers 200, the process exits or the time is up.
-func waitHTTP(ctx context.Context, p *process, client *http.Client, url string, timeout time.Duration) error {
+func waitHTTP(ctx context.Context, p *proc.Process, client *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	var last string
 	for {
-		if done, err := p.exited(); done {
-			return fmt.Errorf("%s exited (%v) before %s answered; last: %s", p.name, err, url, last)
+		if err := p.Exited(); err != nil {
+			return fmt.Errorf("%w\nbefore %s answered; last: %s", err, url, last)
 		}
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"io"
 	"net/http"
 	"net/url"
@@ -19,13 +20,13 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 
 // waitReady polls url until it answers 200, the process exits, or the
 // configured timeout passes.
-func (s *Stack) waitReady(ctx context.Context, p *process, url string) error {
-	s.cfg.Logf("waiting for %s (%s)", p.name, url)
+func (s *Stack) waitReady(ctx context.Context, p *proc.Process, url string) error {
+	s.cfg.Logf("waiting for %s (%s)", p.Name(), url)
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
 	defer cancel()
 	var last string
 	for {
-		if err := p.exited(); err != nil {
+		if err := p.Exited(); err != nil {
 			return err
 		}
 		status, body, err := get(ctx, url)
@@ -36,7 +37,7 @@ func (s *Stack) waitReady(ctx context.Context, p *process, url string) error {
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("%s not ready at %s after %s (last: %s); log %s:\n%s",
-				p.name, url, s.cfg.ReadyTimeout, last, p.logPath, Tail(p.logPath, 30))
+				p.Name(), url, s.cfg.ReadyTimeout, last, p.LogPath(), proc.Tail(p.LogPath(), 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
@@ -127,7 +128,7 @@ func (s *Stack) WaitECDSReloads(ctx context.Context, n uint64, timeout time.Dura
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("envoy applied %d %s configurations, want %d within %s (last error %v); control plane log:\n%s\nenvoy log:\n%s",
-				got, wafFilterName, n, timeout, err, Tail(s.LogPaths().ControlPlane, 20), Tail(s.LogPaths().Envoy, 20))
+				got, wafFilterName, n, timeout, err, proc.Tail(s.LogPaths().ControlPlane, 20), proc.Tail(s.LogPaths().Envoy, 20))
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

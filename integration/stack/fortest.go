@@ -2,6 +2,7 @@ package stack
 
 import (
 	"context"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"path/filepath"
 	"testing"
 	"time"
@@ -32,7 +33,7 @@ func StartForTest(t testing.TB, cfg Config) *Stack {
 				path  string
 				lines int
 			}{{logs.ControlPlane, 40}, {logs.Agent, 40}, {logs.Envoy, 40}, {logs.Audit, 5}} {
-				t.Logf("---- %s (last %d lines)\n%s", filepath.Base(log.path), log.lines, Tail(log.path, log.lines))
+				t.Logf("---- %s (last %d lines)\n%s", filepath.Base(log.path), log.lines, proc.Tail(log.path, log.lines))
 			}
 		}
 		if err := s.Stop(); err != nil {

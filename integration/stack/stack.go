@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/meshwaf/meshwaf/integration/proc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -21,15 +22,15 @@ type Stack struct {
 	runDir  string
 	ports   Ports
 	backend *backend
-	agent   *process // nil with EnvoyOnly
-	envoy   *process
+	agent   *proc.Process // nil with EnvoyOnly
+	envoy   *proc.Process
 
 	pki *PKI
 	// xdsMu guards xds, the only process replaced while the stack runs
 	// (KillControlPlane, RestartControlPlane) as other goroutines send
 	// traffic and call PIDs or Alive.
 	xdsMu sync.Mutex
-	xds   *process // nil with EnvoyOnly and while killed
+	xds   *proc.Process // nil with EnvoyOnly and while killed
 }
 
 // Start runs every component and returns once all are ready and, unless
@@ -140,7 +141,7 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	if cfg.InspectionWorkers > 0 {
 		args = append(args, "--inspection-workers", strconv.Itoa(cfg.InspectionWorkers))
 	}
-	s.agent, err = startProcess("agent", s.LogPaths().Agent, cfg.Binaries.Agent, env, args...)
+	s.agent, err = proc.Start("agent", s.LogPaths().Agent, cfg.Binaries.Agent, proc.Options{Env: env}, args...)
 	if err != nil {
 		return err
 	}
@@ -160,7 +161,7 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 		source = append(source, "--agent-timeout", cfg.AgentTimeout.String())
 	}
 	source = append(source, s.pki.controlPlaneTLSArgs()...)
-	xds, err := startProcess("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane, nil,
+	xds, err := proc.Start("control plane", s.LogPaths().ControlPlane, cfg.Binaries.ControlPlane, proc.Options{},
 		append(source,
 			"--listen", freeport.Addr(p.XDS),
 			"--http-listen", freeport.Addr(p.XDSHTTP),
@@ -178,7 +179,7 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 }
 
 // controlPlane is the running control plane process, nil if there is none.
-func (s *Stack) controlPlane() *process {
+func (s *Stack) controlPlane() *proc.Process {
 	s.xdsMu.Lock()
 	defer s.xdsMu.Unlock()
 	return s.xds
@@ -199,10 +200,10 @@ func (s *Stack) KillControlPlane() error {
 	if p == nil {
 		return fmt.Errorf("kill control plane: %w", errNotRunning)
 	}
-	if err := p.exited(); err != nil {
+	if err := p.Exited(); err != nil {
 		return err
 	}
-	p.kill()
+	p.Kill()
 	return nil
 }
 
@@ -217,7 +218,7 @@ func (s *Stack) RestartControlPlane(ctx context.Context) error {
 		return errors.New("restart control plane: the stack runs EnvoyOnly")
 	}
 	if p := s.controlPlane(); p != nil {
-		return fmt.Errorf("restart control plane: pid %d is still running", p.pid())
+		return fmt.Errorf("restart control plane: pid %d is still running", p.PID())
 	}
 	s.cfg.Logf("restarting the control plane on %s", freeport.Addr(s.ports.XDS))
 	return s.startControlPlane(ctx)
@@ -245,7 +246,7 @@ func (s *Stack) startEnvoy(ctx context.Context) error {
 		return err
 	}
 	cfg.Logf("starting envoy as gateway %s{%s}", cfg.Gateway.Namespace, labelString(cfg.Gateway.Labels))
-	s.envoy, err = startProcess("envoy", s.LogPaths().Envoy, cfg.EnvoyPath, nil,
+	s.envoy, err = proc.Start("envoy", s.LogPaths().Envoy, cfg.EnvoyPath, proc.Options{},
 		"-c", bootPath,
 		"--config-yaml", string(conf.Override),
 		// Several stacks (parallel tests) must not share hot-restart
@@ -267,9 +268,9 @@ func (s *Stack) startEnvoy(ctx context.Context) error {
 func (s *Stack) Stop() error {
 	var errs []error
 	// Envoy first, so no request reaches an agent that is going away.
-	for _, p := range []*process{s.envoy, s.agent, s.controlPlane()} {
+	for _, p := range []*proc.Process{s.envoy, s.agent, s.controlPlane()} {
 		if p != nil {
-			errs = append(errs, p.stop(5*time.Second))
+			errs = append(errs, p.Stop(5*time.Second))
 		}
 	}
 	if s.backend != nil {
@@ -306,11 +307,11 @@ func (s *Stack) RunDir() string { return s.runDir }
 type PIDs struct{ ControlPlane, Agent, Envoy int }
 
 func (s *Stack) PIDs() PIDs {
-	pid := func(p *process) int {
+	pid := func(p *proc.Process) int {
 		if p == nil {
 			return 0
 		}
-		return p.pid()
+		return p.PID()
 	}
 	return PIDs{ControlPlane: pid(s.controlPlane()), Agent: pid(s.agent), Envoy: pid(s.envoy)}
 }
@@ -332,9 +333,9 @@ func (s *Stack) LogPaths() LogPaths {
 // control plane stopped on purpose by KillControlPlane.
 func (s *Stack) Alive() error {
 	var errs []error
-	for _, p := range []*process{s.controlPlane(), s.agent, s.envoy} {
+	for _, p := range []*proc.Process{s.controlPlane(), s.agent, s.envoy} {
 		if p != nil {
-			errs = append(errs, p.exited())
+			errs = append(errs, p.Exited())
 		}
 	}
 	return errors.Join(errs...)
@@ -351,3 +352,7 @@ func (s *Stack) Describe() string {
 		" · agent " + s.AgentURL() + " (pid " + strconv.Itoa(p.Agent) + ")" +
 		" · envoy pid " + strconv.Itoa(p.Envoy) + " · logs " + s.runDir
 }
+
+// errNotRunning says a process the call needs was not started or was
+// killed.
+var errNotRunning = errors.New("not running")
