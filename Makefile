@@ -65,6 +65,7 @@ demo: re2
 ## a failed install stops make here (an assignment prefix would hide it).
 test: re2 fmt-check vet check-generated
 	envoy="$$(scripts/install-envoy.sh)"; kube_env="$$(scripts/install-kube.sh)"; export $$kube_env; \
+	istio_env="$$(scripts/install-istio.sh)"; export $$istio_env; \
 	MESHWAF_ENVOY="$$envoy" $(GO) test -race -timeout $(TEST_TIMEOUT) $(TEST_FLAGS) ./...
 
 envoy:

@@ -3,13 +3,14 @@ package kube
 import (
 	"context"
 	"fmt"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"net/http"
 	"path/filepath"
 	"strconv"
 	"time"
 
 	"k8s.io/client-go/rest"
+
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // ServiceAccountIssuer is the issuer of ServiceAccount tokens (and their
@@ -85,7 +86,7 @@ func waitReady(ctx context.Context, p *proc.Process, admin *rest.Config) error {
 	}
 	client := &http.Client{Transport: transport, Timeout: 5 * time.Second}
 	// Cold start on 2 cores is ~10 s; a minute leaves room for a loaded CI.
-	if err := waitHTTP(ctx, p, client, admin.Host+"/readyz", 90*time.Second); err != nil {
+	if err := p.WaitHTTP(ctx, client, admin.Host+"/readyz", 90*time.Second); err != nil {
 		return fmt.Errorf("kube-apiserver not ready: %w", err)
 	}
 	return nil

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"os"
 	"path/filepath"
 	"sync"
@@ -16,6 +15,7 @@ import (
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 
 	"github.com/meshwaf/meshwaf/integration/freeport"
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // Options shape a cluster. The zero value is what most tests want.

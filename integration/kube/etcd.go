@@ -3,12 +3,12 @@ package kube
 import (
 	"context"
 	"fmt"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/meshwaf/meshwaf/integration/freeport"
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // startEtcd runs a single-member etcd on two fresh loopback ports with its
@@ -43,37 +43,9 @@ func startEtcd(ctx context.Context, binary, dir string) (p *proc.Process, client
 	if err != nil {
 		return nil, "", err
 	}
-	if err := waitHTTP(ctx, p, http.DefaultClient, clientURL+"/health", 30*time.Second); err != nil {
+	if err := p.WaitHTTP(ctx, http.DefaultClient, clientURL+"/health", 30*time.Second); err != nil {
 		_ = p.Stop(5 * time.Second)
 		return nil, "", fmt.Errorf("etcd not healthy: %w", err)
 	}
 	return p, clientURL, nil
-}
-
-// waitHTTP polls url until it answers 200, the process exits or the time is up.
-func waitHTTP(ctx context.Context, p *proc.Process, client *http.Client, url string, timeout time.Duration) error {
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var last string
-	for {
-		if err := p.Exited(); err != nil {
-			return fmt.Errorf("%w\nbefore %s answered; last: %s", err, url, last)
-		}
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-		resp, err := client.Do(req)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-			last = resp.Status
-		} else {
-			last = err.Error()
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last: %s)", url, ctx.Err(), last)
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
 }

@@ -2,7 +2,9 @@ package proc
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"syscall"
@@ -127,4 +129,33 @@ func Tail(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return string(bytes.Join(lines, []byte("\n")))
+}
+
+// WaitHTTP polls url with client until it answers 200, and fails when the
+// child exits first (with the end of its log) or timeout passes.
+func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string, timeout time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	var last string
+	for {
+		if err := p.Exited(); err != nil {
+			return fmt.Errorf("%w\nbefore %s answered; last: %s", err, url, last)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+			last = resp.Status
+		} else {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s: %w (last: %s)", url, ctx.Err(), last)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
