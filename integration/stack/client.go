@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"io"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // httpClient is for the components' own endpoints; short timeouts keep a

@@ -2,10 +2,11 @@ package stack
 
 import (
 	"context"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // StartForTest starts a stack for a test and stops it when the test ends.

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/meshwaf/meshwaf/integration/proc"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 
 	"github.com/meshwaf/meshwaf/deploy"
 	"github.com/meshwaf/meshwaf/integration/freeport"
+	"github.com/meshwaf/meshwaf/integration/proc"
 )
 
 // Stack is a running meshwaf installation. Its methods are safe to call from
