@@ -1,6 +1,12 @@
 # Sourced by the install scripts that build a heavy part once and keep it
 # under $MESHWAF_CACHE, keyed by version.
 
+cache="${MESHWAF_CACHE:-${HOME}/.cache/meshwaf}"
+
+# Progress and errors go to stderr: stdout carries only the paths.
+log() { echo "$(basename "$0" .sh): $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
 # built_or_locked ROOT CHECK: succeeds when CHECK (a command) says the part
 # under ROOT is complete, waiting first for a build another run of the same
 # script may be doing (parallel test packages). Otherwise it returns 1 with

@@ -38,13 +38,9 @@ envoy_api_version="v1.40.0"
 envoy_contrib_version="v1.36.1-0.20260729145720-a2d8c7492908"
 version="1.31.1-${istio_module_version##*-}"
 
-cache="${MESHWAF_CACHE:-${HOME}/.cache/meshwaf}"
 root="${cache}/istio-${version}"
 bin="${root}/bin"
 go="${GO:-go}"
-
-log() { echo "install-istio: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 print_paths() {
   printf 'MESHWAF_PILOT_DISCOVERY=%s\nMESHWAF_PILOT_AGENT=%s\nMESHWAF_ISTIO_BOOTSTRAP=%s\nMESHWAF_ISTIO_CRDS=%s\n' \

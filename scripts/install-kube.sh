@@ -39,13 +39,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/cache.sh"
 version="${MESHWAF_KUBE_VERSION:-1.36.3}"
 # Staging modules are tagged v0.<minor>.<patch> for release v1.<minor>.<patch>.
 staging_version="v0.${version#*.}"
-cache="${MESHWAF_CACHE:-${HOME}/.cache/meshwaf}"
 root="${cache}/kube-apiserver-v${version}"
 bin="${root}/bin"
 go="${GO:-go}"
-
-log() { echo "install-kube: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
 
 sudo_cmd=()
 [[ "$(id -u)" == 0 ]] || sudo_cmd=(sudo)
