@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/meshwaf/meshwaf/integration/kube"
 )
 
@@ -27,23 +25,11 @@ func TestIstiodServesProxiesOutOfCluster(t *testing.T) {
 	if err := c.EnsureNamespace(ctx, gatewayNamespace); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := c.Clientset()
+	root, err := waitConfigMap(ctx, c, gatewayNamespace, "istio-ca-root-cert")
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("istiod wrote no root certificate: %v", err)
 	}
-	var rootPEM string
-	for rootPEM == "" {
-		cm, err := cs.CoreV1().ConfigMaps(gatewayNamespace).Get(ctx, "istio-ca-root-cert", metav1.GetOptions{})
-		if err == nil {
-			rootPEM = cm.Data["root-cert.pem"]
-			break
-		}
-		select {
-		case <-ctx.Done():
-			t.Fatalf("istiod wrote no istio-ca-root-cert into %s: %v", gatewayNamespace, err)
-		case <-time.After(200 * time.Millisecond):
-		}
-	}
+	rootPEM := root["root-cert.pem"]
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM([]byte(rootPEM)) {
 		t.Fatalf("istio-ca-root-cert holds no certificate: %q", rootPEM)

@@ -5,7 +5,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strconv"
 	"sync/atomic"
 	"time"
 )
@@ -27,8 +26,8 @@ type echo struct {
 	BodySize int    `json:"bodySize"`
 }
 
-func startBackend(port int, handler http.Handler) (*backend, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port))
+func startBackend(addr string, handler http.Handler) (*backend, error) {
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -76,12 +77,8 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	return envoyConfig{Bootstrap: boot, Override: ov, SDSFiles: sds}, nil
 }
 
-// loadBootstrapOverride reads the ConfigMap, takes the bootstrap fragment
-// Istio would pass to Envoy, and points the meshwaf_xds cluster at the local
-// control plane instead of the in-cluster Service. It also returns the
-// ConfigMap's SDS files the cluster reads its certificates from, by the path
-// in sdsDir the fragment now reads each from, with the stack's gateway
-// folder in place of the mounted Secret.
+// loadBootstrapOverride reads the embedded ConfigMap and makes the
+// override of it (bootstrapOverride).
 func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, sdsDir string) (boot map[string]any, sds map[string][]byte, err error) {
 	raw, err := fs.ReadFile(files, deploy.IstioBootstrapOverride)
 	if err != nil {
@@ -97,7 +94,17 @@ func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, sdsDir string) (b
 	if cm.Kind != "ConfigMap" {
 		return nil, nil, fmt.Errorf("kind %q, want ConfigMap", cm.Kind)
 	}
-	fragment, ok := cm.Data[bootstrapKey]
+	return bootstrapOverride(cm.Data, xdsPort, pki, sdsDir)
+}
+
+// bootstrapOverride takes the bootstrap fragment Istio would pass to Envoy
+// from the data of the bootstrap ConfigMap, and points the meshwaf_xds
+// cluster at the local control plane instead of the in-cluster Service. It
+// also returns the ConfigMap's SDS files the cluster reads its
+// certificates from, by the path in sdsDir the fragment now reads each
+// from, with the stack's gateway folder in place of the mounted Secret.
+func bootstrapOverride(data map[string]string, xdsPort int, pki *PKI, sdsDir string) (boot map[string]any, sds map[string][]byte, err error) {
+	fragment, ok := data[bootstrapKey]
 	if !ok {
 		return nil, nil, fmt.Errorf("no data key %q (the key Istio mounts)", bootstrapKey)
 	}
@@ -115,7 +122,7 @@ func loadBootstrapOverride(files fs.FS, xdsPort int, pki *PKI, sdsDir string) (b
 	}
 	addr["address"] = "127.0.0.1"
 	addr["port_value"] = xdsPort
-	if sds, err = useStackCertificates(cluster, cm.Data, pki.gatewayDir(), sdsDir); err != nil {
+	if sds, err = useStackCertificates(cluster, data, pki.gatewayDir(), sdsDir); err != nil {
 		return nil, nil, fmt.Errorf("cluster meshwaf_xds: %w", err)
 	}
 	return boot, sds, nil
@@ -282,4 +289,27 @@ func findNamed(list any, name string) (map[string]any, error) {
 		return nil, fmt.Errorf("no %q", name)
 	}
 	return found, nil
+}
+
+// IstioGatewayOverride writes into dir meshwaf's bootstrap override for a
+// gateway that Istio runs (pilot-agent passes the file to Envoy), made from
+// data, the bootstrap ConfigMap as the API server holds it, and pointed at
+// this stack's control plane and gateway certificate folder, with the SDS
+// files it reads. It returns the override's path.
+func (s *Stack) IstioGatewayOverride(data map[string]string, dir string) (string, error) {
+	boot, sds, err := bootstrapOverride(data, s.ports.XDS, s.pki, dir)
+	if err != nil {
+		return "", err
+	}
+	for path, content := range sds {
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			return "", err
+		}
+	}
+	override, err := json.MarshalIndent(boot, "", "  ")
+	if err != nil {
+		return "", err
+	}
+	path := filepath.Join(dir, bootstrapKey)
+	return path, os.WriteFile(path, override, 0o644)
 }

@@ -78,7 +78,14 @@ func getJSON(ctx context.Context, what, url string, v any) error {
 // regular expression filter (as Envoy's /stats?filter= takes it).
 // Histograms are left out.
 func (s *Stack) EnvoyStats(ctx context.Context, filter string) (map[string]uint64, error) {
-	status, body, err := get(ctx, s.AdminURL()+"/stats?filter="+url.QueryEscape(filter))
+	return EnvoyStats(ctx, s.AdminURL(), filter)
+}
+
+// EnvoyStats reads the counters and gauges of the Envoy whose admin
+// endpoint is adminURL (see Stack.EnvoyStats), for Envoys the stack did
+// not start.
+func EnvoyStats(ctx context.Context, adminURL, filter string) (map[string]uint64, error) {
+	status, body, err := get(ctx, adminURL+"/stats?filter="+url.QueryEscape(filter))
 	if err != nil {
 		return nil, err
 	}

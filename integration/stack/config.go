@@ -43,6 +43,17 @@ type Config struct {
 	// EnvoyOnly starts the backend and Envoy but no control plane or agent,
 	// to observe Envoy before it has ever received a configuration.
 	EnvoyOnly bool
+	// NoEnvoy starts the backend, control plane and agent but no Envoy,
+	// for tests whose gateways are started another way (integration/istio
+	// runs them as Istio does, with pilot-agent).
+	NoEnvoy bool
+	// PodIP, when set, is the address the agent's gRPC server and the
+	// backend listen on instead of loopback, as pods do: a Kubernetes
+	// endpoint may not be a loopback address (integration/istio).
+	PodIP string
+	// AgentCluster is the control plane's --agent-cluster; empty means the
+	// cluster the stack's Envoy defines (AgentCluster).
+	AgentCluster string
 	// Gateway is the identity the Envoy node presents, as an Istio ingress
 	// gateway would; zero fields get the defaults of DefaultGateway.
 	Gateway GatewayIdentity

@@ -1,9 +1,11 @@
 package stack
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -50,13 +52,17 @@ func Start(ctx context.Context, cfg Config) (_ *Stack, err error) {
 	if err := s.prepare(ctx); err != nil {
 		return nil, err
 	}
-	if s.backend, err = startBackend(s.ports.Backend, cfg.Backend); err != nil {
+	if s.backend, err = startBackend(net.JoinHostPort(cmp.Or(cfg.PodIP, "127.0.0.1"), strconv.Itoa(s.ports.Backend)), cfg.Backend); err != nil {
 		return nil, fmt.Errorf("backend: %w", err)
 	}
 	if !cfg.EnvoyOnly {
 		if err := s.startMeshwaf(ctx); err != nil {
 			return nil, err
 		}
+	}
+	if cfg.NoEnvoy {
+		cfg.Logf("stack ready without Envoy, run dir %s", s.runDir)
+		return s, nil
 	}
 	if err := s.startEnvoy(ctx); err != nil {
 		return nil, err
@@ -133,7 +139,7 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	}
 	args := append(s.pki.agentTLSArgs(cfg.AgentTokenFile),
 		"--xds-address", freeport.Addr(p.XDS),
-		"--listen", freeport.Addr(p.Agent),
+		"--listen", net.JoinHostPort(cmp.Or(cfg.PodIP, "127.0.0.1"), strconv.Itoa(p.Agent)),
 		"--http-listen", freeport.Addr(p.AgentHTTP),
 		"--node-id", NodeID,
 		"--audit-log", s.LogPaths().Audit,
@@ -165,7 +171,7 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 		append(source,
 			"--listen", freeport.Addr(p.XDS),
 			"--http-listen", freeport.Addr(p.XDSHTTP),
-			"--agent-cluster", AgentCluster,
+			"--agent-cluster", cmp.Or(cfg.AgentCluster, AgentCluster),
 			"--log-format", "json")...)
 	if err != nil {
 		return err

@@ -1,0 +1,279 @@
+package istio
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/meshwaf/meshwaf/integration/kube"
+	"github.com/meshwaf/meshwaf/integration/proc"
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+// Gateway is an ingress gateway run as Istio runs it: pilot-agent, with
+// Istio's bootstrap template and meshwaf's bootstrap override, starting
+// the PyPI Envoy.
+type Gateway struct {
+	process *proc.Process
+	// AdminURL is Envoy's admin endpoint.
+	AdminURL string
+}
+
+// GatewayPod describes the pod a gateway stands in for.
+type GatewayPod struct {
+	Namespace, ServiceAccount, Name string
+	Labels                          map[string]string
+	// Node is the node name the pod would run on (ISTIO_META_NODE_NAME).
+	Node string
+	// IP is the pod's address (PodIP).
+	IP string
+	// BootstrapConfigMap names the ConfigMap of the pod's
+	// sidecar.istio.io/bootstrapOverride annotation, in Namespace.
+	BootstrapConfigMap string
+}
+
+// Istio's fixed ports of a proxy: Envoy's admin and readiness listeners
+// (from the bootstrap template) and pilot-agent's status server. One
+// gateway runs per test at a time.
+const (
+	adminPort     = 15000
+	readinessPort = 15021
+)
+
+// StartGateway starts a gateway for pod, getting its configuration from d
+// and its meshwaf override from the ConfigMap in c, pointed at s's control
+// plane. Everything a kubelet would mount is a file under a temporary
+// directory, pilot-agent's working directory, where it looks for them.
+func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod GatewayPod) *Gateway {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	parts, err := InstallParts()
+	if err != nil {
+		t.Fatalf("istio parts: %v", err)
+	}
+	envoy, err := stack.FindEnvoy(ctx, kube.RepoRoot(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	mount := func(rel string, content []byte) string {
+		path := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, content, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	template, err := os.ReadFile(parts.BootstrapTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	templatePath := mount("var/lib/istio/envoy/envoy_bootstrap_tmpl.json", template)
+
+	// The projected token with audience istio-ca and the root certificate
+	// istiod publishes, as the gateway injection template mounts them.
+	token, err := c.PodToken(ctx, pod.Namespace, pod.ServiceAccount, pod.Node, "istio-ca")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount("var/run/secrets/tokens/istio-token", []byte(token))
+	cs, err := c.Clientset()
+	if err != nil {
+		t.Fatal(err)
+	}
+	root, err := waitConfigMap(ctx, c, pod.Namespace, "istio-ca-root-cert")
+	if err != nil {
+		t.Fatal(err)
+	}
+	mount("var/run/secrets/istio/root-cert.pem", []byte(root["root-cert.pem"]))
+
+	// meshwaf's override, from the ConfigMap the chart rendered, as the
+	// API server holds it, and the pod annotations it asks for, applied as
+	// Istio's injector and the kubelet would (podAnnotations).
+	cm, err := cs.CoreV1().ConfigMaps(pod.Namespace).Get(ctx, pod.BootstrapConfigMap, metav1.GetOptions{})
+	if err != nil {
+		t.Fatalf("bootstrap override ConfigMap: %v", err)
+	}
+	annotations, err := podAnnotations(cm.Annotations[podAnnotationsKey], pod.BootstrapConfigMap)
+	if err != nil {
+		t.Fatalf("ConfigMap %s/%s: %v", pod.Namespace, pod.BootstrapConfigMap, err)
+	}
+	var downward strings.Builder
+	for k, v := range annotations {
+		fmt.Fprintf(&downward, "%s=%q\n", k, v)
+	}
+	mount("etc/istio/pod/annotations", []byte(downward.String()))
+	overrideDir := filepath.Join(dir, "etc/istio/custom-bootstrap")
+	if err := os.MkdirAll(overrideDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	override, err := s.IstioGatewayOverride(cm.Data, overrideDir)
+	if err != nil {
+		t.Fatalf("bootstrap override: %v", err)
+	}
+
+	labels, err := json.Marshal(pod.Labels)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxyConfig, err := json.Marshal(map[string]any{
+		"binaryPath":                 envoy,
+		"discoveryAddress":           d.XDSAddr,
+		"configPath":                 filepath.Join(dir, "etc/istio/proxy"),
+		"proxyBootstrapTemplatePath": templatePath,
+		"terminationDrainDuration":   "1s",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := []string{
+		// What the gateway Deployment's downward API and injection set.
+		"POD_NAME=" + pod.Name, "POD_NAMESPACE=" + pod.Namespace, "SERVICE_ACCOUNT=" + pod.ServiceAccount,
+		"INSTANCE_IP=" + pod.IP, "HOST_IP=" + pod.IP,
+		"ISTIO_META_NODE_NAME=" + pod.Node, "ISTIO_META_CLUSTER_ID=Kubernetes", "CLOUD_PLATFORM=none",
+		"ISTIO_METAJSON_LABELS=" + string(labels), "ISTIO_META_WORKLOAD_NAME=" + pod.Name,
+		"PROXY_CONFIG=" + string(proxyConfig),
+		// What the injector sets for sidecar.istio.io/bootstrapOverride,
+		// where it mounts the ConfigMap.
+		"ISTIO_BOOTSTRAP_OVERRIDE=" + override,
+	}
+	g := &Gateway{AdminURL: "http://127.0.0.1:" + strconv.Itoa(adminPort)}
+	g.process, err = proc.Start("gateway "+pod.Name, filepath.Join(dir, "gateway.log"), parts.PilotAgent,
+		proc.Options{Dir: dir, Env: env},
+		"proxy", "router", "--domain", pod.Namespace+".svc.cluster.local", "--proxyLogLevel=warning")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- gateway (last 40 lines of %s)\n%s", g.process.LogPath(), proc.Tail(g.process.LogPath(), 40))
+		}
+		if err := g.process.Stop(10 * time.Second); err != nil {
+			t.Errorf("gateway: %v", err)
+		}
+	})
+	ready := fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", readinessPort)
+	if err := g.process.WaitHTTP(ctx, http.DefaultClient, ready, time.Minute); err != nil {
+		t.Fatalf("gateway not ready: %v", err)
+	}
+	return g
+}
+
+// waitConfigMap waits until a ConfigMap exists (one istiod writes) and
+// returns its data.
+func waitConfigMap(ctx context.Context, c *kube.Cluster, namespace, name string) (map[string]string, error) {
+	cs, err := c.Clientset()
+	if err != nil {
+		return nil, err
+	}
+	for {
+		cm, err := cs.CoreV1().ConfigMaps(namespace).Get(ctx, name, metav1.GetOptions{})
+		if err == nil {
+			return cm.Data, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("ConfigMap %s/%s: %w (last: %v)", namespace, name, ctx.Err(), err)
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// PodIP is the address the harness gives pods: the machine's first IPv4
+// address that is not loopback, because a Kubernetes endpoint may not be
+// a loopback address. Processes standing in for pods listen on it.
+func PodIP() (string, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", err
+	}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			return n.IP.String(), nil
+		}
+	}
+	return "", fmt.Errorf("no IPv4 address other than loopback among %v: pods need one", addrs)
+}
+
+// podAnnotationsKey is the bootstrap ConfigMap's annotation that lists the
+// annotations a gateway pod needs, as one JSON object.
+const podAnnotationsKey = "waf.meshwaf.io/gateway-pod-annotations"
+
+// podAnnotations reads the gateway pod annotations the bootstrap ConfigMap
+// asks for and checks that the harness does for each what Istio does:
+// bootstrapOverride names configMap, which is passed to pilot-agent; the
+// user volume is the Secret meshwaf-gateway-xds-tls at
+// /etc/meshwaf/xds-client, for which the stack's gateway certificate
+// folder stands in (stack.IstioGatewayOverride); the rest reach
+// pilot-agent through the downward API file of pod annotations. An
+// annotation the harness does not know fails the test, so that the chart
+// and the tests cannot drift apart.
+func podAnnotations(listed, configMap string) (map[string]string, error) {
+	var annotations map[string]string
+	if err := json.Unmarshal([]byte(listed), &annotations); err != nil {
+		return nil, fmt.Errorf("annotation %s: %w", podAnnotationsKey, err)
+	}
+	want := map[string]string{
+		"sidecar.istio.io/bootstrapOverride": configMap,
+		"sidecar.istio.io/userVolume":        `{"meshwaf-xds-client":{"secret":{"secretName":"meshwaf-gateway-xds-tls"}}}`,
+		"sidecar.istio.io/userVolumeMount":   `{"meshwaf-xds-client":{"mountPath":"/etc/meshwaf/xds-client","readOnly":true}}`,
+	}
+	for k, v := range want {
+		if annotations[k] != v {
+			return nil, fmt.Errorf("pod annotation %s is %q; the harness does what %q asks", k, annotations[k], v)
+		}
+	}
+	for k := range annotations {
+		if _, ok := want[k]; !ok && k != "sidecar.istio.io/statsInclusionPrefixes" {
+			return nil, fmt.Errorf("pod annotation %s: the harness does not know what Istio does with it", k)
+		}
+	}
+	return annotations, nil
+}
+
+// EnvoyPID is the process id of the Envoy pilot-agent runs.
+func (g *Gateway) EnvoyPID() (int, error) {
+	pid := g.process.PID()
+	// Any thread of pilot-agent may have started Envoy.
+	lists, err := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	if err != nil {
+		return 0, err
+	}
+	var children []string
+	for _, list := range lists {
+		b, err := os.ReadFile(list)
+		if err != nil {
+			continue // the thread ended
+		}
+		children = append(children, strings.Fields(string(b))...)
+	}
+	for _, f := range children {
+		child, err := strconv.Atoi(f)
+		if err != nil {
+			continue
+		}
+		if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", child)); err == nil && filepath.Base(exe) == "envoy" {
+			return child, nil
+		}
+	}
+	return 0, fmt.Errorf("pilot-agent (pid %d) has no envoy child among %q", pid, children)
+}
+
+// Stats reads Envoy's counters and gauges whose names match the regular
+// expression filter.
+func (g *Gateway) Stats(ctx context.Context, filter string) (map[string]uint64, error) {
+	return stack.EnvoyStats(ctx, g.AdminURL, filter)
+}

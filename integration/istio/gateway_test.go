@@ -1,0 +1,278 @@
+package istio
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+
+	"github.com/meshwaf/meshwaf/api/v1alpha1"
+	"github.com/meshwaf/meshwaf/integration/kube"
+	"github.com/meshwaf/meshwaf/integration/stack"
+)
+
+const (
+	meshwafNamespace = "meshwaf-system"
+	gatewayNamespace = "istio-ingress"
+	// node is the node every pod of the test "runs" on.
+	node = "node-a"
+)
+
+// The README's Istio steps on a real istiod and a gateway pilot-agent
+// runs: the chart's manifests and Istio fragments and the demo's Gateway,
+// VirtualService and WAFPolicy applied as they are; the gateway gets
+// meshwaf's filter from istiod's EnvoyFilter and its configuration over
+// ECDS from meshwaf-xds, and calls the node's agent through the cluster
+// istiod generates for the agent Service. SQLi is blocked, a benign
+// request passes.
+func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
+	c := kube.Start(t, kube.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	for _, ns := range []string{gatewayNamespace, "shop", "api"} {
+		if err := c.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := StartIstiod(t, c)
+	root := kube.RepoRoot()
+	// The chart's objects as rendered into deploy/ (the webhook is left out:
+	// the API server here cannot reach a Service), then the demo's.
+	for _, f := range []string{
+		"deploy/kubernetes/00-namespace.yaml", "deploy/kubernetes/10-rbac.yaml",
+		"deploy/kubernetes/20-xds.yaml", "deploy/kubernetes/30-agent.yaml",
+		"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
+		"examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml",
+	} {
+		if _, err := c.ApplyFile(ctx, filepath.Join(root, f)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
+	ip, err := PodIP()
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := stack.StartForTest(t, stack.Config{
+		PodIP:            ip,
+		Kubeconfig:       c.Kubeconfig(),
+		ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
+		AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
+		NoEnvoy:          true,
+	})
+	// What the kubelet and the endpoint controller would do for the
+	// agent's DaemonSet pod and the demo's backend: no kubelet runs here.
+	if _, err := c.Apply(ctx, []byte(agentAndBackend(ip, s.Ports().Agent, s.Ports().Backend))); err != nil {
+		t.Fatal(err)
+	}
+	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(ctx, []byte(`apiVersion: v1
+kind: ServiceAccount
+metadata: {name: istio-ingressgateway, namespace: istio-ingress}
+`)); err != nil {
+		t.Fatal(err)
+	}
+	g := StartGateway(t, c, d, s, GatewayPod{
+		Namespace: gatewayNamespace, ServiceAccount: "istio-ingressgateway", Name: "istio-ingressgateway-test",
+		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
+		Node:   node, IP: ip, BootstrapConfigMap: "meshwaf-bootstrap",
+	})
+	envoyPID, err := g.EnvoyPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const host, benign, sqli = "shop.example.com", "/products?category=shoes", "/?id=1%27%20OR%201=1--"
+	waitStatus(t, host, benign, http.StatusOK, time.Minute)
+	waitStatus(t, host, sqli, http.StatusForbidden, 10*time.Second)
+	waitProgrammed(t, c, "shop", 10*time.Second)
+	reloads := ecdsReloads(t, g)
+	if reloads == 0 {
+		t.Fatalf("the gateway's /stats shows no ECDS update of %s with the chart's stats inclusion", stack.ECDSStatPrefix)
+	}
+
+	// A policy edit takes effect on the gateway within 2 s each way,
+	// without restarting its Envoy, and shows in its own /stats.
+	policy, err := os.ReadFile(filepath.Join(root, "examples/demo/wafpolicy.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, step := range []struct {
+		mode string
+		want int
+	}{{"Detect", http.StatusOK}, {"Prevent", http.StatusForbidden}} {
+		edited := strings.Replace(string(policy), "mode: Prevent", "mode: "+step.mode, 1)
+		start := time.Now()
+		if _, err := c.Apply(ctx, []byte(edited)); err != nil {
+			t.Fatal(err)
+		}
+		waitStatus(t, host, sqli, step.want, 2*time.Second)
+		t.Logf("mode %s: SQLi answered %d after %s", step.mode, step.want, time.Since(start).Round(time.Millisecond))
+		if got := ecdsReloads(t, g); got <= reloads {
+			t.Errorf("mode %s: ECDS updates in the gateway's /stats stayed at %d", step.mode, got)
+		} else {
+			reloads = got
+		}
+	}
+	if got := status(t, host, benign); got != http.StatusOK {
+		t.Errorf("benign request at the end: %d, want 200", got)
+	}
+	if pid, err := g.EnvoyPID(); err != nil || pid != envoyPID {
+		t.Errorf("the gateway's Envoy is pid %d (%v), was %d: it must not restart", pid, err, envoyPID)
+	}
+	waitProgrammed(t, c, "shop", 10*time.Second)
+}
+
+// ecdsReloads reads how often the gateway applied a meshwaf.waf
+// configuration received over ECDS, from its own /stats.
+func ecdsReloads(t *testing.T, g *Gateway) uint64 {
+	t.Helper()
+	stats, err := g.Stats(context.Background(), strings.ReplaceAll(stack.ECDSStatPrefix, ".", `\.`)+"config_reload$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return stats[stack.ECDSStatPrefix+"config_reload"]
+}
+
+// waitProgrammed waits until the WAFPolicy's current generation is
+// Programmed (every agent applied it), as kubectl get wafpolicies shows.
+func waitProgrammed(t *testing.T, c *kube.Cluster, name string, timeout time.Duration) {
+	t.Helper()
+	client, err := c.Dynamic()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var last string
+	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		u, err := client.Resource(v1alpha1.GroupVersionResource).Namespace("shop").Get(context.Background(), name, metav1.GetOptions{})
+		if err != nil {
+			last = err.Error()
+			continue
+		}
+		var p v1alpha1.WAFPolicy
+		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
+			t.Fatal(err)
+		}
+		cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
+		if cond != nil && cond.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
+			return
+		}
+		last = fmt.Sprintf("conditions %+v, observedGeneration %d of %d", p.Status.Conditions, p.Status.ObservedGeneration, p.Generation)
+	}
+	t.Fatalf("WAFPolicy %s not Programmed within %s: %s", name, timeout, last)
+}
+
+// agentAndBackend are the objects a kubelet and the endpoint controllers
+// would make for the agent's pod on node and the demo's storefront: a Pod
+// object with its node (istiod finds an endpoint's node through its Pod,
+// which internalTrafficPolicy: Local needs) and EndpointSlices pointing at
+// the processes listening on ip.
+func agentAndBackend(ip string, agentPort, backendPort int) string {
+	return fmt.Sprintf(`apiVersion: v1
+kind: Node
+metadata: {name: %[1]s}
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: meshwaf-agent-%[1]s
+  namespace: meshwaf-system
+  labels: {app.kubernetes.io/name: meshwaf-agent}
+spec:
+  nodeName: %[1]s
+  serviceAccountName: meshwaf-agent
+  automountServiceAccountToken: false
+  containers: [{name: agent, image: meshwaf/agent, ports: [{name: grpc-authz, containerPort: 9191}]}]
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: meshwaf-agent-%[1]s
+  namespace: meshwaf-system
+  labels: {kubernetes.io/service-name: meshwaf-agent}
+addressType: IPv4
+ports: [{name: grpc-authz, port: %[2]d, protocol: TCP, appProtocol: grpc}]
+endpoints:
+- addresses: ["%[4]s"]
+  conditions: {ready: true}
+  nodeName: %[1]s
+  targetRef: {kind: Pod, name: meshwaf-agent-%[1]s, namespace: meshwaf-system}
+---
+apiVersion: v1
+kind: Service
+metadata: {name: storefront, namespace: shop}
+spec: {ports: [{name: http, port: 8080}]}
+---
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata:
+  name: storefront-local
+  namespace: shop
+  labels: {kubernetes.io/service-name: storefront}
+addressType: IPv4
+ports: [{name: http, port: %[3]d, protocol: TCP}]
+endpoints: [{addresses: ["%[4]s"], conditions: {ready: true}}]
+`, node, agentPort, backendPort, ip)
+}
+
+// markRunning sets a Pod's status as the kubelet would once it runs with
+// address ip.
+func markRunning(ctx context.Context, c *kube.Cluster, namespace, name, ip string) error {
+	cs, err := c.Clientset()
+	if err != nil {
+		return err
+	}
+	patch := fmt.Appendf(nil, `{"status":{"phase":"Running","podIP":%[1]q,"podIPs":[{"ip":%[1]q}],"conditions":[{"type":"Ready","status":"True"}]}}`, ip)
+	_, err = cs.CoreV1().Pods(namespace).Patch(ctx, name, "application/merge-patch+json", patch, metav1.PatchOptions{}, "status")
+	return err
+}
+
+// status sends GET target to the gateway's port 80 with Host host.
+func status(t *testing.T, host, target string) int {
+	t.Helper()
+	code, err := tryStatus(host, target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+func tryStatus(host, target string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:80"+target, nil)
+	if err != nil {
+		return 0, err
+	}
+	req.Host = host
+	client := &http.Client{Timeout: 5 * time.Second}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// waitStatus waits until GET target answers want.
+func waitStatus(t *testing.T, host, target string, want int, timeout time.Duration) {
+	t.Helper()
+	var last []string
+	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
+		code, err := tryStatus(host, target)
+		if err == nil && code == want {
+			return
+		}
+		last = append(last[max(0, len(last)-2):], fmt.Sprint(code, " ", err))
+		if time.Now().After(deadline) {
+			t.Fatalf("GET %s%s: no %d within %s; last answers: %s", host, target, want, timeout, strings.Join(last, "; "))
+		}
+	}
+}
