@@ -26,14 +26,20 @@ const (
 	node = "node-a"
 )
 
-// The README's Istio steps on a real istiod and a gateway pilot-agent
-// runs: the chart's manifests and Istio fragments and the demo's Gateway,
-// VirtualService and WAFPolicy applied as they are; the gateway gets
-// meshwaf's filter from istiod's EnvoyFilter and its configuration over
-// ECDS from meshwaf-xds, and calls the node's agent through the cluster
-// istiod generates for the agent Service. SQLi is blocked, a benign
-// request passes.
-func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
+// demo is the README's Istio installation on a real API server and istiod:
+// the chart's manifests and Istio fragments and the demo's Gateway,
+// VirtualService and WAFPolicy applied as they are, meshwaf's control
+// plane reading them and an agent on node.
+type demo struct {
+	c    *kube.Cluster
+	d    *Istiod
+	s    *stack.Stack
+	root string // the repository
+	ip   string // the pods' address
+}
+
+func startDemo(t *testing.T) *demo {
+	t.Helper()
 	c := kube.Start(t, kube.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -42,8 +48,7 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	d := StartIstiod(t, c)
-	root := kube.RepoRoot()
+	dm := &demo{c: c, d: StartIstiod(t, c), root: kube.RepoRoot()}
 	// The chart's objects as rendered into deploy/ (the webhook is left out:
 	// the API server here cannot reach a Service), then the demo's.
 	for _, f := range []string{
@@ -52,16 +57,16 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 		"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
 		"examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml",
 	} {
-		if _, err := c.ApplyFile(ctx, filepath.Join(root, f)); err != nil {
+		if _, err := c.ApplyFile(ctx, filepath.Join(dm.root, f)); err != nil {
 			t.Fatalf("%s: %v", f, err)
 		}
 	}
-	ip, err := PodIP()
-	if err != nil {
+	var err error
+	if dm.ip, err = PodIP(); err != nil {
 		t.Fatal(err)
 	}
-	s := stack.StartForTest(t, stack.Config{
-		PodIP:            ip,
+	dm.s = stack.StartForTest(t, stack.Config{
+		PodIP:            dm.ip,
 		Kubeconfig:       c.Kubeconfig(),
 		ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
 		AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
@@ -69,10 +74,10 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 	})
 	// What the kubelet and the endpoint controller would do for the
 	// agent's DaemonSet pod and the demo's backend: no kubelet runs here.
-	if _, err := c.Apply(ctx, []byte(agentAndBackend(ip, s.Ports().Agent, s.Ports().Backend))); err != nil {
+	if _, err := c.Apply(ctx, []byte(agentAndBackend(dm.ip, dm.s.Ports().Agent, dm.s.Ports().Backend))); err != nil {
 		t.Fatal(err)
 	}
-	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
+	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, dm.ip); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Apply(ctx, []byte(`apiVersion: v1
@@ -81,17 +86,39 @@ metadata: {name: istio-ingressgateway, namespace: istio-ingress}
 `)); err != nil {
 		t.Fatal(err)
 	}
-	g := StartGateway(t, c, d, s, GatewayPod{
+	return dm
+}
+
+// startGateway starts the ingress gateway of the demo's Gateway on node.
+func (dm *demo) startGateway(t *testing.T) *Gateway {
+	t.Helper()
+	return StartGateway(t, dm.c, dm.d, dm.s, GatewayPod{
 		Namespace: gatewayNamespace, ServiceAccount: "istio-ingressgateway", Name: "istio-ingressgateway-test",
 		Labels: map[string]string{"istio": "ingressgateway", "app": "istio-ingressgateway"},
-		Node:   node, IP: ip, BootstrapConfigMap: "meshwaf-bootstrap",
+		Node:   node, IP: dm.ip, BootstrapConfigMap: "meshwaf-bootstrap",
 	})
+}
+
+const host, benign, sqli = "shop.example.com", "/products?category=shoes", "/?id=1%27%20OR%201=1--"
+
+// The README's Istio steps on a real istiod and a gateway pilot-agent
+// runs: the gateway gets meshwaf's filter from istiod's EnvoyFilter and its
+// configuration over ECDS from meshwaf-xds, and calls the node's agent
+// through the cluster istiod generates for the agent Service. SQLi is
+// blocked, a benign request passes; a policy edit to Detect and back
+// takes effect within 2 s each way without restarting the gateway's Envoy,
+// and shows in the gateway's own /stats; the policy is Programmed.
+func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
+	dm := startDemo(t)
+	c, root := dm.c, dm.root
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	g := dm.startGateway(t)
 	envoyPID, err := g.EnvoyPID()
 	if err != nil {
 		t.Fatal(err)
 	}
 
-	const host, benign, sqli = "shop.example.com", "/products?category=shoes", "/?id=1%27%20OR%201=1--"
 	waitStatus(t, host, benign, http.StatusOK, time.Minute)
 	waitStatus(t, host, sqli, http.StatusForbidden, 10*time.Second)
 	waitProgrammed(t, c, "shop", 10*time.Second)
