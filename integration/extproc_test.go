@@ -32,31 +32,11 @@ var (
 // holds, from its config dump.
 func ecdsFilterType(t *testing.T, s *stack.Stack) string {
 	t.Helper()
-	resp, err := http.Get(s.AdminURL() + "/config_dump?resource=ecds_filters")
+	typ, err := stack.ECDSFilterType(context.Background(), s.AdminURL())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	var dump struct {
-		Configs []struct {
-			ECDSFilter struct {
-				Name        string `json:"name"`
-				TypedConfig struct {
-					Type string `json:"@type"`
-				} `json:"typed_config"`
-			} `json:"ecds_filter"`
-		} `json:"configs"`
-	}
-	if err := json.NewDecoder(resp.Body).Decode(&dump); err != nil {
-		t.Fatalf("config dump: %v", err)
-	}
-	for _, c := range dump.Configs {
-		if c.ECDSFilter.Name == "meshwaf.waf" {
-			return c.ECDSFilter.TypedConfig.Type
-		}
-	}
-	t.Fatalf("config dump has no ecds_filter meshwaf.waf: %+v", dump)
-	return ""
+	return typ
 }
 
 // filterCalls counts the ext_authz and ext_proc calls Envoy made.

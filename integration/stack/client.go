@@ -106,6 +106,38 @@ func EnvoyStats(ctx context.Context, adminURL, filter string) (map[string]uint64
 	return stats, nil
 }
 
+// ECDSFilterType returns the type URL of the meshwaf.waf configuration the
+// Envoy whose admin endpoint is adminURL holds (its config dump), which
+// says whether it calls the agent over ext_authz or ext_proc.
+func ECDSFilterType(ctx context.Context, adminURL string) (string, error) {
+	status, body, err := get(ctx, adminURL+"/config_dump?resource=ecds_filters")
+	if err != nil {
+		return "", err
+	}
+	if status != http.StatusOK {
+		return "", fmt.Errorf("envoy /config_dump: status %d: %s", status, body)
+	}
+	var dump struct {
+		Configs []struct {
+			ECDSFilter struct {
+				Name        string `json:"name"`
+				TypedConfig struct {
+					Type string `json:"@type"`
+				} `json:"typed_config"`
+			} `json:"ecds_filter"`
+		} `json:"configs"`
+	}
+	if err := json.Unmarshal([]byte(body), &dump); err != nil {
+		return "", fmt.Errorf("config dump: %w", err)
+	}
+	for _, c := range dump.Configs {
+		if c.ECDSFilter.Name == wafFilterName {
+			return c.ECDSFilter.TypedConfig.Type, nil
+		}
+	}
+	return "", fmt.Errorf("config dump has no ecds_filter %s", wafFilterName)
+}
+
 // ECDSStatPrefix is where Envoy counts ECDS activity for the meshwaf.waf
 // HTTP filter (config_reload, config_fail, config_conflict, ...).
 const ECDSStatPrefix = "extension_config_discovery.http_filter." + wafFilterName + "."
