@@ -1,7 +1,12 @@
-// Package istio is the test harness of the Istio tier (issue 11): a real
-// istiod (pilot-discovery) run out of cluster against integration/kube's
-// real API server, and, later in this tier, gateways run the way Istio runs
-// them (pilot-agent with the PyPI Envoy and Istio's bootstrap template).
+// Package istio is the test harness and the tests of the Istio tier
+// (issue 11): a real istiod (pilot-discovery) run out of cluster against
+// integration/kube's real API server, and gateways run the way Istio runs
+// them: pilot-agent with the PyPI Envoy, Istio's bootstrap template,
+// workload certificates from istiod over its TLS port with a
+// ServiceAccount token, node metadata from the environment, and meshwaf's
+// bootstrap override and pod annotations from the ConfigMap the chart
+// renders, as the API server holds it. meshwaf's control plane and agent
+// come from integration/stack (NoEnvoy).
 //
 // The parts come from scripts/install-istio.sh, which builds pilot-discovery
 // and pilot-agent from the Go module proxy and caches them by version; when
@@ -21,7 +26,23 @@
 //     the two it would otherwise use on every proxy
 //     (PILOT_ENABLE_METADATA_EXCHANGE=false, PILOT_ENABLE_ALPN_FILTER=false);
 //     this is the one difference in what istiod generates.
+//   - No kubelet: what a gateway pod mounts (the ServiceAccount token with
+//     audience istio-ca, the root certificate istiod publishes, the
+//     bootstrap ConfigMap, the pod annotations of the downward API) are
+//     files under pilot-agent's working directory, where it looks for
+//     them; the Secret meshwaf-gateway-xds-tls is the stack's gateway
+//     certificate folder. The pod annotations the ConfigMap lists are
+//     applied as Istio's injector would, and an annotation the harness
+//     does not know fails the test.
+//   - No endpoint controller: the agent's DaemonSet pod is a Pod object with
+//     its node (istiod resolves internalTrafficPolicy: Local through the
+//     endpoint's Pod) and the agent and the demo's backend are
+//     EndpointSlices naming the machine's first non-loopback address
+//     (PodIP), which they listen on: an endpoint may not be loopback.
+//   - A proxy's admin (15000) and readiness (15021) ports are Istio's fixed
+//     ones, and the gateway listens on the Gateway's port 80, so one
+//     gateway runs at a time.
 //
-// It is imported only by tests; it imports integration/kube and
-// integration/proc and no meshwaf runtime package.
+// It is imported only by tests; it imports integration/kube,
+// integration/stack and integration/proc and no meshwaf runtime package.
 package istio
