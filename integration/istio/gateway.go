@@ -42,9 +42,9 @@ type GatewayPod struct {
 	BootstrapConfigMap string
 }
 
-// Istio's fixed ports of a proxy: Envoy's admin and readiness listeners
-// (from the bootstrap template) and pilot-agent's status server. One
-// gateway runs per test at a time.
+// Istio's default ports of a proxy's admin and readiness listeners (the
+// bootstrap template's; pilot-agent's status server takes 15020). The
+// harness keeps them, so one gateway runs at a time.
 const (
 	adminPort     = 15000
 	readinessPort = 15021
@@ -157,14 +157,7 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("---- gateway (last 40 lines of %s)\n%s", g.process.LogPath(), proc.Tail(g.process.LogPath(), 40))
-		}
-		if err := g.process.Stop(10 * time.Second); err != nil {
-			t.Errorf("gateway: %v", err)
-		}
-	})
+	stopAtEnd(t, g.process)
 	ready := fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", readinessPort)
 	if err := g.process.WaitHTTP(ctx, http.DefaultClient, ready, time.Minute); err != nil {
 		t.Fatalf("gateway not ready: %v", err)

@@ -86,14 +86,7 @@ func StartIstiod(t testing.TB, c *kube.Cluster) *Istiod {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		if t.Failed() {
-			t.Logf("---- istiod (last 40 lines of %s)\n%s", d.process.LogPath(), proc.Tail(d.process.LogPath(), 40))
-		}
-		if err := d.process.Stop(10 * time.Second); err != nil {
-			t.Errorf("istiod: %v", err)
-		}
-	})
+	stopAtEnd(t, d.process)
 	// About 2 s warm; a loaded CI machine gets a minute.
 	if err := d.process.WaitHTTP(ctx, http.DefaultClient, "http://"+d.HTTPAddr+"/ready", time.Minute); err != nil {
 		t.Fatalf("istiod not ready: %v", err)
@@ -113,4 +106,17 @@ func applyCRDs(ctx context.Context, c *kube.Cluster, path string) error {
 		names = append(names, crd.GetName())
 	}
 	return c.WaitForCRDs(ctx, names...)
+}
+
+// stopAtEnd stops p when the test ends, after printing the end of its log
+// if the test failed.
+func stopAtEnd(t testing.TB, p *proc.Process) {
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("---- %s (last 40 lines of %s)\n%s", p.Name(), p.LogPath(), proc.Tail(p.LogPath(), 40))
+		}
+		if err := p.Stop(10 * time.Second); err != nil {
+			t.Errorf("%s: %v", p.Name(), err)
+		}
+	})
 }
