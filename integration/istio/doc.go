@@ -39,9 +39,12 @@
 //     endpoint's Pod) and the agent and the demo's backend are
 //     EndpointSlices naming the machine's first non-loopback address
 //     (PodIP), which they listen on: an endpoint may not be loopback.
-//   - A proxy's admin (15000) and readiness (15021) ports are Istio's fixed
-//     ones, and the gateway listens on the Gateway's port 80, so one
-//     gateway runs at a time.
+//     istiod keeps one endpoint per address and port name across a
+//     Service's slices, so a second node's pods get an address of their own,
+//     added to the loopback interface for the test (ExtraPodIP; root).
+//   - One machine is every node, so a second gateway takes other proxy
+//     ports (ProxyPorts) and a Gateway of its own with its own server port;
+//     the demo's gateway keeps Istio's ports and the Gateway's port 80.
 //
 // It is imported only by tests; it imports integration/kube,
 // integration/stack and integration/proc and no meshwaf runtime package.

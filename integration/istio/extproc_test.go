@@ -24,8 +24,8 @@ func TestIstioGatewaySwitchesToExtProcForResponseRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	const leak = "/secret-leak"
-	waitStatus(t, host, benign, http.StatusOK, time.Minute)
-	if got := status(t, host, leak); got != http.StatusOK {
+	waitStatus(t, demoGateway, host, benign, http.StatusOK, time.Minute)
+	if got := status(t, demoGateway, host, leak); got != http.StatusOK {
 		t.Fatalf("GET %s before the response rule: %d, want 200", leak, got)
 	}
 	if typ, err := stack.ECDSFilterType(context.Background(), g.AdminURL); err != nil || !strings.HasSuffix(typ, "ext_authz.v3.ExtAuthz") {
@@ -45,11 +45,11 @@ func TestIstioGatewaySwitchesToExtProcForResponseRules(t *testing.T) {
 	if _, err := dm.c.Apply(ctx, []byte(responseRule)); err != nil {
 		t.Fatal(err)
 	}
-	waitStatus(t, host, leak, http.StatusForbidden, 2*time.Second)
-	if got := status(t, host, sqli); got != http.StatusForbidden {
+	waitStatus(t, demoGateway, host, leak, http.StatusForbidden, 2*time.Second)
+	if got := status(t, demoGateway, host, sqli); got != http.StatusForbidden {
 		t.Errorf("SQLi over ext_proc: %d, want 403", got)
 	}
-	if got := status(t, host, benign); got != http.StatusOK {
+	if got := status(t, demoGateway, host, benign); got != http.StatusOK {
 		t.Errorf("benign over ext_proc: %d, want 200", got)
 	}
 	// Istio's stats matcher hides the filters' own counters; the config

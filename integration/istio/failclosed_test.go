@@ -22,7 +22,7 @@ func TestIstioGatewayDeniesUntilTheControlPlaneIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, target := range []string{benign, sqli} {
-		if got := status(t, host, target); got != http.StatusForbidden {
+		if got := status(t, demoGateway, host, target); got != http.StatusForbidden {
 			t.Errorf("GET %s before meshwaf-xds answered: %d, want 403 (the fail-closed default)", target, got)
 		}
 	}
@@ -39,9 +39,9 @@ func TestIstioGatewayDeniesUntilTheControlPlaneIsBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitStatus(t, host, benign, http.StatusOK, 2*time.Second)
+	waitStatus(t, demoGateway, host, benign, http.StatusOK, 2*time.Second)
 	t.Logf("benign answered 200 %s after meshwaf-xds was ready", time.Since(start).Round(time.Millisecond))
-	if got := status(t, host, sqli); got != http.StatusForbidden {
+	if got := status(t, demoGateway, host, sqli); got != http.StatusForbidden {
 		t.Errorf("SQLi after recovery: %d, want 403", got)
 	}
 	if pid, err := g.EnvoyPID(); err != nil || pid != envoyPID {

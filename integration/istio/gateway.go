@@ -1,12 +1,14 @@
 package istio
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -37,18 +39,30 @@ type GatewayPod struct {
 	Node string
 	// IP is the pod's address (PodIP).
 	IP string
+	// Ports are the proxy's own ports.
+	Ports ProxyPorts
 	// BootstrapConfigMap names the ConfigMap of the pod's
 	// sidecar.istio.io/bootstrapOverride annotation, in Namespace.
 	BootstrapConfigMap string
 }
 
-// Istio's default ports of a proxy's admin and readiness listeners (the
-// bootstrap template's; pilot-agent's status server takes 15020). The
-// harness keeps them, so one gateway runs at a time.
-const (
-	adminPort     = 15000
-	readinessPort = 15021
-)
+// ProxyPorts are the loopback and wildcard ports a proxy takes besides its
+// gateway listeners. Zero fields are Istio's defaults; a second gateway on
+// the machine needs others.
+type ProxyPorts struct {
+	Admin      int // Envoy's admin (15000)
+	Readiness  int // Envoy's readiness listener (15021)
+	Prometheus int // Envoy's merged stats listener (15090)
+	Status     int // pilot-agent's status server (15020)
+}
+
+func (p ProxyPorts) withDefaults() ProxyPorts {
+	p.Admin = cmp.Or(p.Admin, 15000)
+	p.Readiness = cmp.Or(p.Readiness, 15021)
+	p.Prometheus = cmp.Or(p.Prometheus, 15090)
+	p.Status = cmp.Or(p.Status, 15020)
+	return p
+}
 
 // StartGateway starts a gateway for pod, getting its configuration from d
 // and its meshwaf override from the ConfigMap in c, pointed at s's control
@@ -62,6 +76,7 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 	if err != nil {
 		t.Fatalf("istio parts: %v", err)
 	}
+	ports := pod.Ports.withDefaults()
 	envoy, err := stack.FindEnvoy(ctx, kube.RepoRoot(), "")
 	if err != nil {
 		t.Fatal(err)
@@ -135,6 +150,8 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		"configPath":                 filepath.Join(dir, "etc/istio/proxy"),
 		"proxyBootstrapTemplatePath": templatePath,
 		"terminationDrainDuration":   "1s",
+		"proxyAdminPort":             ports.Admin,
+		"statusPort":                 ports.Status,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -146,11 +163,13 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		"ISTIO_META_NODE_NAME=" + pod.Node, "ISTIO_META_CLUSTER_ID=Kubernetes", "CLOUD_PLATFORM=none",
 		"ISTIO_METAJSON_LABELS=" + string(labels), "ISTIO_META_WORKLOAD_NAME=" + pod.Name,
 		"PROXY_CONFIG=" + string(proxyConfig),
+		"ENVOY_STATUS_PORT=" + strconv.Itoa(ports.Readiness),
+		"ENVOY_PROMETHEUS_PORT=" + strconv.Itoa(ports.Prometheus),
 		// What the injector sets for sidecar.istio.io/bootstrapOverride,
 		// where it mounts the ConfigMap.
 		"ISTIO_BOOTSTRAP_OVERRIDE=" + override,
 	}
-	g := &Gateway{AdminURL: "http://127.0.0.1:" + strconv.Itoa(adminPort)}
+	g := &Gateway{AdminURL: "http://127.0.0.1:" + strconv.Itoa(ports.Admin)}
 	g.process, err = proc.Start("gateway "+pod.Name, filepath.Join(dir, "gateway.log"), parts.PilotAgent,
 		proc.Options{Dir: dir, Env: env},
 		"proxy", "router", "--domain", pod.Namespace+".svc.cluster.local", "--proxyLogLevel=warning")
@@ -158,7 +177,7 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		t.Fatal(err)
 	}
 	stopAtEnd(t, g.process)
-	ready := fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", readinessPort)
+	ready := fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", ports.Readiness)
 	if err := g.process.WaitHTTP(ctx, http.DefaultClient, ready, time.Minute); err != nil {
 		t.Fatalf("gateway not ready: %v", err)
 	}
@@ -269,4 +288,22 @@ func (g *Gateway) EnvoyPID() (int, error) {
 // expression filter.
 func (g *Gateway) Stats(ctx context.Context, filter string) (map[string]uint64, error) {
 	return stack.EnvoyStats(ctx, g.AdminURL, filter)
+}
+
+// ExtraPodIP gives pods a further address, for a second node's pods:
+// 198.51.100.<10+i> (a documentation range) added to the loopback
+// interface, as PodIP's address is one per machine, and removed when the
+// test ends. Adding an address needs root, as the gateways' port 80 does.
+func ExtraPodIP(t testing.TB, i int) string {
+	t.Helper()
+	ip := fmt.Sprintf("198.51.100.%d", 10+i)
+	if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil && !strings.Contains(string(out), "File exists") {
+		t.Fatalf("adding pod address %s to lo: %v: %s", ip, err, out)
+	}
+	t.Cleanup(func() {
+		if out, err := exec.Command("ip", "addr", "del", ip+"/32", "dev", "lo").CombinedOutput(); err != nil {
+			t.Errorf("removing pod address %s from lo: %v: %s", ip, err, out)
+		}
+	})
+	return ip
 }

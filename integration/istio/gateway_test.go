@@ -74,10 +74,8 @@ func startDemo(t *testing.T) *demo {
 	})
 	// What the kubelet and the endpoint controller would do for the
 	// agent's DaemonSet pod and the demo's backend: no kubelet runs here.
-	if _, err := c.Apply(ctx, []byte(agentAndBackend(dm.ip, dm.s.Ports().Agent, dm.s.Ports().Backend))); err != nil {
-		t.Fatal(err)
-	}
-	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, dm.ip); err != nil {
+	startAgentPod(t, c, node, dm.ip, dm.s.Ports().Agent)
+	if _, err := c.Apply(ctx, []byte(backendEndpoint(dm.ip, dm.s.Ports().Backend))); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Apply(ctx, []byte(`apiVersion: v1
@@ -119,8 +117,8 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	waitStatus(t, host, benign, http.StatusOK, time.Minute)
-	waitStatus(t, host, sqli, http.StatusForbidden, 10*time.Second)
+	waitStatus(t, demoGateway, host, benign, http.StatusOK, time.Minute)
+	waitStatus(t, demoGateway, host, sqli, http.StatusForbidden, 10*time.Second)
 	waitProgrammed(t, c, "shop", 10*time.Second)
 	reloads := ecdsReloads(t, g)
 	if reloads == 0 {
@@ -142,7 +140,7 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 		if _, err := c.Apply(ctx, []byte(edited)); err != nil {
 			t.Fatal(err)
 		}
-		waitStatus(t, host, sqli, step.want, 2*time.Second)
+		waitStatus(t, demoGateway, host, sqli, step.want, 2*time.Second)
 		t.Logf("mode %s: SQLi answered %d after %s", step.mode, step.want, time.Since(start).Round(time.Millisecond))
 		if got := ecdsReloads(t, g); got <= reloads {
 			t.Errorf("mode %s: ECDS updates in the gateway's /stats stayed at %d", step.mode, got)
@@ -150,7 +148,7 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 			reloads = got
 		}
 	}
-	if got := status(t, host, benign); got != http.StatusOK {
+	if got := status(t, demoGateway, host, benign); got != http.StatusOK {
 		t.Errorf("benign request at the end: %d, want 200", got)
 	}
 	if pid, err := g.EnvoyPID(); err != nil || pid != envoyPID {
@@ -198,12 +196,12 @@ func waitProgrammed(t *testing.T, c *kube.Cluster, name string, timeout time.Dur
 	t.Fatalf("WAFPolicy %s not Programmed within %s: %s", name, timeout, last)
 }
 
-// agentAndBackend are the objects a kubelet and the endpoint controllers
-// would make for the agent's pod on node and the demo's storefront: a Pod
-// object with its node (istiod finds an endpoint's node through its Pod,
-// which internalTrafficPolicy: Local needs) and EndpointSlices pointing at
-// the processes listening on ip.
-func agentAndBackend(ip string, agentPort, backendPort int) string {
+// agentEndpoint is what a kubelet and the endpoint controller would make
+// for the agent's DaemonSet pod on node, listening on ip:port: the Node, a
+// Pod object with its node (istiod finds an endpoint's node through its
+// Pod, which internalTrafficPolicy: Local needs) and an EndpointSlice of
+// the agent Service naming it.
+func agentEndpoint(node, ip string, port int) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: %[1]s}
@@ -227,14 +225,19 @@ metadata:
   namespace: meshwaf-system
   labels: {kubernetes.io/service-name: meshwaf-agent}
 addressType: IPv4
-ports: [{name: grpc-authz, port: %[2]d, protocol: TCP, appProtocol: grpc}]
+ports: [{name: grpc-authz, port: %[3]d, protocol: TCP, appProtocol: grpc}]
 endpoints:
-- addresses: ["%[4]s"]
+- addresses: ["%[2]s"]
   conditions: {ready: true}
   nodeName: %[1]s
   targetRef: {kind: Pod, name: meshwaf-agent-%[1]s, namespace: meshwaf-system}
----
-apiVersion: v1
+`, node, ip, port)
+}
+
+// backendEndpoint is the demo's storefront Service with an EndpointSlice
+// naming the stack's backend at ip:port.
+func backendEndpoint(ip string, port int) string {
+	return fmt.Sprintf(`apiVersion: v1
 kind: Service
 metadata: {name: storefront, namespace: shop}
 spec: {ports: [{name: http, port: 8080}]}
@@ -246,9 +249,23 @@ metadata:
   namespace: shop
   labels: {kubernetes.io/service-name: storefront}
 addressType: IPv4
-ports: [{name: http, port: %[3]d, protocol: TCP}]
-endpoints: [{addresses: ["%[4]s"], conditions: {ready: true}}]
-`, node, agentPort, backendPort, ip)
+ports: [{name: http, port: %[2]d, protocol: TCP}]
+endpoints: [{addresses: ["%[1]s"], conditions: {ready: true}}]
+`, ip, port)
+}
+
+// startAgentPod makes the objects of the agent's pod on node and marks it
+// running.
+func startAgentPod(t *testing.T, c *kube.Cluster, node, ip string, port int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if _, err := c.Apply(ctx, []byte(agentEndpoint(node, ip, port))); err != nil {
+		t.Fatal(err)
+	}
+	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // markRunning sets a Pod's status as the kubelet would once it runs with
@@ -263,18 +280,22 @@ func markRunning(ctx context.Context, c *kube.Cluster, namespace, name, ip strin
 	return err
 }
 
-// status sends GET target to the gateway's port 80 with Host host.
-func status(t *testing.T, host, target string) int {
+// demoGateway is where the demo Gateway's server (port 80) listens.
+const demoGateway = "http://127.0.0.1:80"
+
+// status sends GET target to the gateway listening at base, with Host
+// host.
+func status(t *testing.T, base, host, target string) int {
 	t.Helper()
-	code, err := tryStatus(host, target)
+	code, err := tryStatus(base, host, target)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return code
 }
 
-func tryStatus(host, target string) (int, error) {
-	req, err := http.NewRequest(http.MethodGet, "http://127.0.0.1:80"+target, nil)
+func tryStatus(base, host, target string) (int, error) {
+	req, err := http.NewRequest(http.MethodGet, base+target, nil)
 	if err != nil {
 		return 0, err
 	}
@@ -288,12 +309,12 @@ func tryStatus(host, target string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// waitStatus waits until GET target answers want.
-func waitStatus(t *testing.T, host, target string, want int, timeout time.Duration) {
+// waitStatus waits until GET target at base answers want.
+func waitStatus(t *testing.T, base, host, target string, want int, timeout time.Duration) {
 	t.Helper()
 	var last []string
 	for deadline := time.Now().Add(timeout); ; time.Sleep(200 * time.Millisecond) {
-		code, err := tryStatus(host, target)
+		code, err := tryStatus(base, host, target)
 		if err == nil && code == want {
 			return
 		}

@@ -1,6 +1,7 @@
 package stack
 
 import (
+	"cmp"
 	"net/http"
 	"time"
 )
@@ -51,6 +52,9 @@ type Config struct {
 	// backend listen on instead of loopback, as pods do: a Kubernetes
 	// endpoint may not be a loopback address (integration/istio).
 	PodIP string
+	// NodeID is the agent's node (its --node-id and certificate); empty
+	// means NodeID.
+	NodeID string
 	// AgentCluster is the control plane's --agent-cluster; empty means the
 	// cluster the stack's Envoy defines (AgentCluster).
 	AgentCluster string
@@ -111,6 +115,7 @@ const AgentCluster = "meshwaf_agent"
 const backendCluster = "echo_backend"
 
 func (c Config) withDefaults() Config {
+	c.NodeID = cmp.Or(c.NodeID, NodeID)
 	if c.ReadyTimeout == 0 {
 		c.ReadyTimeout = 60 * time.Second
 	}

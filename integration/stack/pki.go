@@ -21,7 +21,7 @@ const NodeID = "meshwaf-stack-node"
 // PKI holds the certificates of one stack. Every part talks to the control
 // plane over mutual TLS, as in production, with a throwaway CA made for
 // the run (devpki): the control plane's serving certificate, the agent's
-// (bound to NodeID) and the gateway's.
+// (bound to its node) and the gateway's.
 //
 // The gateway's certificate and CA bundle are laid out as the kubelet lays
 // out the mounted Secret meshwaf-gateway-xds-tls: tls.crt, tls.key and
@@ -45,7 +45,7 @@ const GatewayURI = "spiffe://" + devpki.TrustDomain + "/gateway/ingress"
 // Secret meshwaf-gateway-xds-tls is mounted in a gateway pod.
 const gatewaySecretDir = "gateway-xds-client"
 
-func newPKI(dir string) (*PKI, error) {
+func newPKI(dir, nodeID string) (*PKI, error) {
 	ca, err := devpki.New(dir)
 	if err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
@@ -54,7 +54,7 @@ func newPKI(dir string) (*PKI, error) {
 	if p.Server, err = ca.Server("meshwaf-xds", ControlPlaneName, "127.0.0.1"); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
-	if p.Agent, err = ca.Agent(NodeID); err != nil {
+	if p.Agent, err = ca.Agent(nodeID); err != nil {
 		return nil, fmt.Errorf("stack pki: %w", err)
 	}
 	if err = p.RenewGatewayCertificate(); err != nil {

@@ -114,7 +114,7 @@ func (s *Stack) prepare(ctx context.Context) error {
 	if cfg.EnvoyPath, err = FindEnvoy(ctx, cfg.RepoRoot, cfg.EnvoyPath); err != nil {
 		return fmt.Errorf("envoy is required (set MESHWAF_ENVOY or fix scripts/install-envoy.sh): %w", err)
 	}
-	if s.pki, err = newPKI(pkiDir(s.runDir)); err != nil {
+	if s.pki, err = newPKI(pkiDir(s.runDir), cfg.NodeID); err != nil {
 		return err
 	}
 	if cfg.Binaries == nil && !cfg.EnvoyOnly {
@@ -141,7 +141,7 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 		"--xds-address", freeport.Addr(p.XDS),
 		"--listen", net.JoinHostPort(cmp.Or(cfg.PodIP, "127.0.0.1"), strconv.Itoa(p.Agent)),
 		"--http-listen", freeport.Addr(p.AgentHTTP),
-		"--node-id", NodeID,
+		"--node-id", cfg.NodeID,
 		"--audit-log", s.LogPaths().Audit,
 		"--log-format", "json")
 	if cfg.InspectionWorkers > 0 {
