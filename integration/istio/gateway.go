@@ -77,6 +77,15 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		t.Fatalf("istio parts: %v", err)
 	}
 	ports := pod.Ports.withDefaults()
+	// A busy port would be answered by another process, such as another
+	// test's gateway, and look like this gateway being ready.
+	for _, port := range []int{ports.Admin, ports.Readiness, ports.Prometheus, ports.Status} {
+		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("gateway %s: proxy port %d is in use: %v", pod.Name, port, err)
+		}
+		ln.Close()
+	}
 	envoy, err := stack.FindEnvoy(ctx, kube.RepoRoot(), "")
 	if err != nil {
 		t.Fatal(err)
