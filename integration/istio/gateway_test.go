@@ -49,18 +49,8 @@ func startDemo(t *testing.T) *demo {
 		}
 	}
 	dm := &demo{c: c, d: StartIstiod(t, c), root: kube.RepoRoot()}
-	// The chart's objects as rendered into deploy/ (the webhook is left out:
-	// the API server here cannot reach a Service), then the demo's.
-	for _, f := range []string{
-		"deploy/kubernetes/00-namespace.yaml", "deploy/kubernetes/10-rbac.yaml",
-		"deploy/kubernetes/20-xds.yaml", "deploy/kubernetes/30-agent.yaml",
-		"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
-		"examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml",
-	} {
-		if _, err := c.ApplyFile(ctx, filepath.Join(dm.root, f)); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
+	applyFiles(t, c, append(chartFiles,
+		"examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml")...)
 	var err error
 	if dm.ip, err = PodIP(); err != nil {
 		t.Fatal(err)
@@ -85,6 +75,27 @@ metadata: {name: istio-ingressgateway, namespace: istio-ingress}
 		t.Fatal(err)
 	}
 	return dm
+}
+
+// chartFiles are the chart's objects as rendered into deploy/, in the
+// order to apply them. The webhook is left out: the API server here cannot
+// reach a Service.
+var chartFiles = []string{
+	"deploy/kubernetes/00-namespace.yaml", "deploy/kubernetes/10-rbac.yaml",
+	"deploy/kubernetes/20-xds.yaml", "deploy/kubernetes/30-agent.yaml",
+	"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
+}
+
+// applyFiles applies files of the repository, in order.
+func applyFiles(t *testing.T, c *kube.Cluster, files ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, f := range files {
+		if _, err := c.ApplyFile(ctx, filepath.Join(kube.RepoRoot(), f)); err != nil {
+			t.Fatalf("%s: %v", f, err)
+		}
+	}
 }
 
 // startGateway starts the ingress gateway of the demo's Gateway on node.

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -31,16 +30,7 @@ func TestIstioGatewaysUseTheirOwnNodesAgent(t *testing.T) {
 		}
 	}
 	d := StartIstiod(t, c)
-	root := kube.RepoRoot()
-	for _, f := range []string{
-		"deploy/kubernetes/00-namespace.yaml", "deploy/kubernetes/10-rbac.yaml",
-		"deploy/kubernetes/20-xds.yaml", "deploy/kubernetes/30-agent.yaml",
-		"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
-	} {
-		if _, err := c.ApplyFile(ctx, filepath.Join(root, f)); err != nil {
-			t.Fatalf("%s: %v", f, err)
-		}
-	}
+	applyFiles(t, c, chartFiles...)
 	ip, err := PodIP()
 	if err != nil {
 		t.Fatal(err)
