@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -76,9 +77,6 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 // LogPath is the file the child's output goes to.
 func (p *Process) LogPath() string { return p.logPath }
 
-// Done is closed once the child has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
-
 // Exited reports an error, with the end of the log, if the child is no
 // longer running.
 func (p *Process) Exited() error {
@@ -132,7 +130,8 @@ func Tail(path string, n int) string {
 }
 
 // WaitHTTP polls url with client until it answers 200, and fails when the
-// child exits first (with the end of its log) or timeout passes.
+// child exits first or timeout passes, with the last answer and the end of
+// the child's log.
 func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
@@ -144,17 +143,19 @@ func (p *Process) WaitHTTP(ctx context.Context, client *http.Client, url string,
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 		resp, err := client.Do(req)
 		if err == nil {
+			body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
-			last = resp.Status
+			last = fmt.Sprintf("%s %q", resp.Status, body)
 		} else {
 			last = err.Error()
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%s: %w (last: %s)", url, ctx.Err(), last)
+			return fmt.Errorf("%s not ready at %s after %s (last: %s); log %s:\n%s",
+				p.name, url, timeout, last, p.logPath, Tail(p.logPath, 30))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

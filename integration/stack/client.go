@@ -23,25 +23,7 @@ var httpClient = &http.Client{Timeout: 5 * time.Second}
 // configured timeout passes.
 func (s *Stack) waitReady(ctx context.Context, p *proc.Process, url string) error {
 	s.cfg.Logf("waiting for %s (%s)", p.Name(), url)
-	ctx, cancel := context.WithTimeout(ctx, s.cfg.ReadyTimeout)
-	defer cancel()
-	var last string
-	for {
-		if err := p.Exited(); err != nil {
-			return err
-		}
-		status, body, err := get(ctx, url)
-		if err == nil && status == http.StatusOK {
-			return nil
-		}
-		last = fmt.Sprintf("status %d %q, error %v", status, body, err)
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not ready at %s after %s (last: %s); log %s:\n%s",
-				p.Name(), url, s.cfg.ReadyTimeout, last, p.LogPath(), proc.Tail(p.LogPath(), 30))
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
+	return p.WaitHTTP(ctx, httpClient, url, s.cfg.ReadyTimeout)
 }
 
 func get(ctx context.Context, url string) (int, string, error) {
