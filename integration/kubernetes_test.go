@@ -11,7 +11,6 @@ import (
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/integration/kube"
@@ -122,16 +121,8 @@ func startKubeStack(t *testing.T, c *kube.Cluster, gateway stack.GatewayIdentity
 // policyStatus reads a WAFPolicy's status from the API server.
 func policyStatus(t *testing.T, c *kube.Cluster, name string) v1alpha1.WAFPolicy {
 	t.Helper()
-	client, err := c.Dynamic()
+	p, err := c.WAFPolicy(kubeCtx(t), "shop", name)
 	if err != nil {
-		t.Fatal(err)
-	}
-	u, err := client.Resource(v1alpha1.GroupVersionResource).Namespace("shop").Get(kubeCtx(t), name, metav1.GetOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	var p v1alpha1.WAFPolicy
-	if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -151,12 +142,7 @@ func waitProgrammed(t *testing.T, c *kube.Cluster, name string, timeout time.Dur
 	var p v1alpha1.WAFPolicy
 	waitFor(t, timeout, name+" Programmed", func() error {
 		p = policyStatus(t, c, name)
-		prog := condition(p, v1alpha1.ConditionProgrammed)
-		if prog.Status != metav1.ConditionTrue || p.Status.ObservedGeneration != p.Generation {
-			return fmt.Errorf("Programmed=%s (%s), observedGeneration %d of %d, agents %+v",
-				prog.Status, prog.Message, p.Status.ObservedGeneration, p.Generation, p.Status.Agents)
-		}
-		return nil
+		return kube.Programmed(p)
 	})
 	return p
 }

@@ -293,12 +293,6 @@ func (g *Gateway) EnvoyPID() (int, error) {
 	return 0, fmt.Errorf("pilot-agent (pid %d) has no envoy child among %q", pid, children)
 }
 
-// Stats reads Envoy's counters and gauges whose names match the regular
-// expression filter.
-func (g *Gateway) Stats(ctx context.Context, filter string) (map[string]uint64, error) {
-	return stack.EnvoyStats(ctx, g.AdminURL, filter)
-}
-
 // ExtraPodIP gives pods a further address, for a second node's pods:
 // 198.51.100.<10+i> (a documentation range) added to the loopback
 // interface, as PodIP's address is one per machine, and removed when the

@@ -10,11 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
 
-	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/integration/kube"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
@@ -172,39 +169,27 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 // configuration received over ECDS, from its own /stats.
 func ecdsReloads(t *testing.T, g *Gateway) uint64 {
 	t.Helper()
-	stats, err := g.Stats(context.Background(), strings.ReplaceAll(stack.ECDSStatPrefix, ".", `\.`)+"config_reload$")
+	n, err := stack.ECDSReloads(context.Background(), g.AdminURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return stats[stack.ECDSStatPrefix+"config_reload"]
+	return n
 }
 
 // waitProgrammed waits until the WAFPolicy's current generation is
 // Programmed (every agent applied it), as kubectl get wafpolicies shows.
 func waitProgrammed(t *testing.T, c *kube.Cluster, name string, timeout time.Duration) {
 	t.Helper()
-	client, err := c.Dynamic()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var last string
+	var last error
 	for deadline := time.Now().Add(timeout); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
-		u, err := client.Resource(v1alpha1.GroupVersionResource).Namespace("shop").Get(context.Background(), name, metav1.GetOptions{})
-		if err != nil {
-			last = err.Error()
-			continue
+		p, err := c.WAFPolicy(context.Background(), "shop", name)
+		if last = err; err == nil {
+			if last = kube.Programmed(p); last == nil {
+				return
+			}
 		}
-		var p v1alpha1.WAFPolicy
-		if err := runtime.DefaultUnstructuredConverter.FromUnstructured(u.Object, &p); err != nil {
-			t.Fatal(err)
-		}
-		cond := meta.FindStatusCondition(p.Status.Conditions, v1alpha1.ConditionProgrammed)
-		if cond != nil && cond.Status == metav1.ConditionTrue && p.Status.ObservedGeneration == p.Generation {
-			return
-		}
-		last = fmt.Sprintf("conditions %+v, observedGeneration %d of %d", p.Status.Conditions, p.Status.ObservedGeneration, p.Generation)
 	}
-	t.Fatalf("WAFPolicy %s not Programmed within %s: %s", name, timeout, last)
+	t.Fatalf("WAFPolicy %s not Programmed within %s: %v", name, timeout, last)
 }
 
 // agentEndpoint is what a kubelet and the endpoint controller would make

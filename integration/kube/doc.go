@@ -25,6 +25,9 @@
 // CA), never clientConfig.service; deploy/kubernetes/40-webhook.yaml is only
 // ever dry-run here.
 //
+// WAFPolicy and Programmed read a policy's status as tests assert on it;
+// they are why the harness imports api/v1alpha1, the WAFPolicy types.
+//
 // It is imported only by tests; it must not import meshwaf's runtime
 // packages (watch, snapshot, xds, agent), so that their tests can use it.
 package kube

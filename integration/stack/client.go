@@ -127,7 +127,13 @@ const ECDSStatPrefix = "extension_config_discovery.http_filter." + wafFilterName
 // ECDSReloads is how often Envoy has applied a new meshwaf.waf
 // configuration received over ECDS.
 func (s *Stack) ECDSReloads(ctx context.Context) (uint64, error) {
-	stats, err := s.EnvoyStats(ctx, "^"+strings.ReplaceAll(ECDSStatPrefix, ".", `\.`)+"config_reload$")
+	return ECDSReloads(ctx, s.AdminURL())
+}
+
+// ECDSReloads is how often the Envoy whose admin endpoint is adminURL has
+// applied a new meshwaf.waf configuration received over ECDS.
+func ECDSReloads(ctx context.Context, adminURL string) (uint64, error) {
+	stats, err := EnvoyStats(ctx, adminURL, "^"+strings.ReplaceAll(ECDSStatPrefix, ".", `\.`)+"config_reload$")
 	if err != nil {
 		return 0, err
 	}
