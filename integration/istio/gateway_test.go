@@ -37,41 +37,61 @@ type demo struct {
 
 func startDemo(t *testing.T) *demo {
 	t.Helper()
-	c := kube.Start(t, kube.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	for _, ns := range []string{gatewayNamespace, "shop", "api"} {
-		if err := c.EnsureNamespace(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
-	dm := &demo{c: c, d: StartIstiod(t, c), root: kube.RepoRoot()}
-	applyFiles(t, c, append(chartFiles,
-		"examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml")...)
+	c, d := startIstio(t, gatewayNamespace, "shop", "api")
+	applyFiles(t, c, "examples/demo/gateway.yaml", "examples/demo/virtualservice.yaml", "examples/demo/wafpolicy.yaml")
+	dm := &demo{c: c, d: d, root: kube.RepoRoot()}
 	var err error
 	if dm.ip, err = PodIP(); err != nil {
 		t.Fatal(err)
 	}
-	dm.s = stack.StartForTest(t, stack.Config{
-		PodIP:            dm.ip,
-		Kubeconfig:       c.Kubeconfig(),
-		ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
-		AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
-		NoEnvoy:          true,
-	})
-	// What the kubelet and the endpoint controller would do for the
-	// agent's DaemonSet pod and the demo's backend: no kubelet runs here.
-	startAgentPod(t, c, node, dm.ip, dm.s.Ports().Agent)
+	dm.s = startMeshwaf(t, c, node, dm.ip)
+	// What the endpoint controller would make for the demo's backend.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	if _, err := c.Apply(ctx, []byte(backendEndpoint(dm.ip, dm.s.Ports().Backend))); err != nil {
 		t.Fatal(err)
 	}
+	return dm
+}
+
+// startIstio starts a cluster with namespaces, istiod, the chart's objects
+// and the gateways' ServiceAccount.
+func startIstio(t *testing.T, namespaces ...string) (*kube.Cluster, *Istiod) {
+	t.Helper()
+	c := kube.Start(t, kube.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, ns := range namespaces {
+		if err := c.EnsureNamespace(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := StartIstiod(t, c)
+	applyFiles(t, c, chartFiles...)
 	if _, err := c.Apply(ctx, []byte(`apiVersion: v1
 kind: ServiceAccount
 metadata: {name: istio-ingressgateway, namespace: istio-ingress}
 `)); err != nil {
 		t.Fatal(err)
 	}
-	return dm
+	return c, d
+}
+
+// startMeshwaf starts meshwaf's control plane reading c and an agent on
+// node whose pod has address ip, with the objects the kubelet and the
+// endpoint controller would make for that pod (no kubelet runs here).
+func startMeshwaf(t *testing.T, c *kube.Cluster, node, ip string) *stack.Stack {
+	t.Helper()
+	s := stack.StartForTest(t, stack.Config{
+		PodIP:            ip,
+		NodeID:           node,
+		Kubeconfig:       c.Kubeconfig(),
+		ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
+		AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
+		NoEnvoy:          true,
+	})
+	startAgentPod(t, c, node, ip, s.Ports().Agent)
+	return s
 }
 
 // chartFiles are the chart's objects as rendered into deploy/, in the

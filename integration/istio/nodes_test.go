@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwaf/meshwaf/integration/kube"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
@@ -21,16 +20,9 @@ import (
 // and one WAFPolicy cover both. Each node's agent and gateway talk to a
 // control plane replica of their own, as in a deployment with two.
 func TestIstioGatewaysUseTheirOwnNodesAgent(t *testing.T) {
-	c := kube.Start(t, kube.Options{})
+	c, d := startIstio(t, gatewayNamespace, "shop")
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	for _, ns := range []string{gatewayNamespace, "shop"} {
-		if err := c.EnsureNamespace(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
-	d := StartIstiod(t, c)
-	applyFiles(t, c, chartFiles...)
 	ip, err := PodIP()
 	if err != nil {
 		t.Fatal(err)
@@ -56,15 +48,7 @@ func TestIstioGatewaysUseTheirOwnNodesAgent(t *testing.T) {
 		n.gateway = "gateway-" + n.name
 		n.listener = fmt.Sprintf("http://127.0.0.1:%d", n.port)
 		gatewayNames = append(gatewayNames, gatewayNamespace+"/"+n.gateway)
-		n.stack = stack.StartForTest(t, stack.Config{
-			PodIP:            n.ip,
-			NodeID:           n.name,
-			Kubeconfig:       c.Kubeconfig(),
-			ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
-			AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
-			NoEnvoy:          true,
-		})
-		startAgentPod(t, c, n.name, n.ip, n.stack.Ports().Agent)
+		n.stack = startMeshwaf(t, c, n.name, n.ip)
 		if _, err := c.Apply(ctx, []byte(fmt.Sprintf(`apiVersion: networking.istio.io/v1
 kind: Gateway
 metadata: {name: %s, namespace: istio-ingress}
@@ -78,10 +62,6 @@ spec:
 		}
 	}
 	objects := backendEndpoint(ip, nodes[0].stack.Ports().Backend) + fmt.Sprintf(`---
-apiVersion: v1
-kind: ServiceAccount
-metadata: {name: istio-ingressgateway, namespace: istio-ingress}
----
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: shop}
