@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs the Istio parts meshwaf's Istio tests run (issue 11): istiod
 # (pilot-discovery) and the proxy agent (pilot-agent), built from the Go
-# module proxy, with the two files of the Istio release the tests need,
+# module proxy, with the three files of the Istio release the tests need,
 # then prints them on stdout, env-style and nothing else there:
 #
 #   MESHWAF_PILOT_DISCOVERY=/.../istio-<version>/bin/pilot-discovery
 #   MESHWAF_PILOT_AGENT=/.../istio-<version>/bin/pilot-agent
 #   MESHWAF_ISTIO_BOOTSTRAP=/.../istio-<version>/envoy_bootstrap.json
 #   MESHWAF_ISTIO_CRDS=/.../istio-<version>/crds.yaml
+#   MESHWAF_ISTIO_INJECTOR=/.../istio-<version>/injector.yaml
 #
 # Progress goes to stderr. `export $(scripts/install-istio.sh)` before
 # `go test` hands the paths to the tests.
@@ -22,7 +23,11 @@
 #
 # The bootstrap template is Istio's own (tools/packaging/common in the
 # istio module), which pilot-agent renders for every proxy; the CRDs are the
-# release's (istio.io/api). Cold, on 2 cores, the build takes 8-13 minutes;
+# release's (istio.io/api); the injector is the ConfigMap
+# istio-sidecar-injector as the release's istio-discovery chart renders it
+# with its defaults (helm, scripts/install-helm.sh): istiod's Gateway API
+# deployment controller renders a Gateway's Deployment from its
+# kube-gateway template and its values. Cold, on 2 cores, the build takes 8-13 minutes;
 # the result is cached under $MESHWAF_CACHE keyed by version, so later runs
 # print the paths at once.
 #
@@ -42,9 +47,28 @@ root="${cache}/istio-${version}"
 bin="${root}/bin"
 go="${GO:-go}"
 
+injector="${root}/injector.yaml"
+
 print_paths() {
-  printf 'MESHWAF_PILOT_DISCOVERY=%s\nMESHWAF_PILOT_AGENT=%s\nMESHWAF_ISTIO_BOOTSTRAP=%s\nMESHWAF_ISTIO_CRDS=%s\n' \
-    "${bin}/pilot-discovery" "${bin}/pilot-agent" "${root}/envoy_bootstrap.json" "${root}/crds.yaml"
+  printf 'MESHWAF_PILOT_DISCOVERY=%s\nMESHWAF_PILOT_AGENT=%s\nMESHWAF_ISTIO_BOOTSTRAP=%s\nMESHWAF_ISTIO_CRDS=%s\nMESHWAF_ISTIO_INJECTOR=%s\n' \
+    "${bin}/pilot-discovery" "${bin}/pilot-agent" "${root}/envoy_bootstrap.json" "${root}/crds.yaml" "${injector}"
+}
+
+# render_injector renders the injector ConfigMap from the istio module's
+# chart, once: a step of its own (not part of `complete`), so that a cache
+# built before it existed gets it in seconds instead of a rebuild.
+render_injector() {
+  [[ -s "${injector}" ]] && return 0
+  local helm istio_dir
+  helm="$("$(dirname "${BASH_SOURCE[0]}")/install-helm.sh")" || die "helm is needed to render the injector"
+  istio_dir="$(cd "${root}/src" && GOWORK=off GOFLAGS=-mod=mod "${go}" list -m -f '{{.Dir}}' istio.io/istio)" \
+    || die "istio.io/istio not found from ${root}/src"
+  log "rendering istiod's injector ConfigMap (istio-discovery chart) into ${injector}"
+  "${helm}" template istiod "${istio_dir}/manifests/charts/istio-control/istio-discovery" \
+    --namespace istio-system --show-only templates/istiod-injector-configmap.yaml >"${injector}.tmp" \
+    || die "helm template of the istio-discovery chart failed"
+  grep -q 'kube-gateway:' "${injector}.tmp" || die "the rendered injector has no kube-gateway template"
+  mv "${injector}.tmp" "${injector}"
 }
 
 complete() {
@@ -52,6 +76,7 @@ complete() {
 }
 
 if built_or_locked "${root}" complete; then
+  render_injector
   print_paths
   exit 0
 fi
@@ -116,5 +141,6 @@ chmod 0644 "${root}/envoy_bootstrap.json" "${root}/crds.yaml"
 "${bin}/pilot-discovery" version --short >&2 || die "built pilot-discovery does not run"
 "${bin}/pilot-agent" version --short >&2 || die "built pilot-agent does not run"
 touch "${root}/.meshwaf-complete"
+render_injector
 log "done in $(( $(date +%s) - start ))s"
 print_paths

@@ -20,7 +20,10 @@
 //     mesh configuration is a file instead of the istio ConfigMap.
 //   - The mesh configuration sets defaultConfig.discoveryAddress to
 //     istiod's loopback address: istiod puts that host in its serving
-//     certificate, which proxies verify (a Service name in a cluster).
+//     certificate, which proxies verify (a Service name in a cluster). For
+//     the same reason the injector ConfigMap (the istio-discovery chart's,
+//     which istiod renders Gateway API gateways' Deployments from) has
+//     global.caAddress set to it.
 //   - The PyPI Envoy is upstream Envoy, not Istio's build (istio-proxy),
 //     which has extensions upstream lacks. istiod is told not to configure
 //     the two it would otherwise use on every proxy
@@ -42,6 +45,16 @@
 //     istiod keeps one endpoint per address and port name across a
 //     Service's slices, so a second node's pods get an address of their own,
 //     added to the loopback interface for the test (ExtraPodIP; root).
+//   - A Gateway API Gateway's pod (StartDeployedGateway) is made from the
+//     Deployment istiod generates: the harness creates the Pod from its
+//     template, marks it running, writes the EndpointSlice of its Service
+//     and gives the LoadBalancer Service an address (no scheduler, kubelet,
+//     endpoint or cloud controller runs), then maps the istio-proxy
+//     container's arguments, environment and volumes as the kubelet would,
+//     failing on any it does not know. The API access volume the API
+//     server's admission adds to the Pod is not mounted: its CA ConfigMap
+//     comes from a controller manager, which does not run here, and the
+//     proxy does not read it.
 //   - One machine is every node, so a second gateway takes other proxy
 //     ports (ProxyPorts) and a Gateway of its own with its own server port;
 //     the demo's gateway keeps Istio's ports and the Gateway's port 80.

@@ -5,11 +5,13 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -77,35 +79,14 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		t.Fatalf("istio parts: %v", err)
 	}
 	ports := pod.Ports.withDefaults()
-	// A busy port would be answered by another process, such as another
-	// test's gateway, and look like this gateway being ready.
-	for _, port := range []int{ports.Admin, ports.Readiness, ports.Prometheus, ports.Status} {
-		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port)))
-		if err != nil {
-			t.Fatalf("gateway %s: proxy port %d is in use: %v", pod.Name, port, err)
-		}
-		ln.Close()
-	}
+	checkPortsFree(t, pod.Name, ports)
 	envoy, err := stack.FindEnvoy(ctx, kube.RepoRoot(), "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
-	mount := func(rel string, content []byte) string {
-		path := filepath.Join(dir, rel)
-		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, content, 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return path
-	}
-	template, err := os.ReadFile(parts.BootstrapTemplate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	templatePath := mount("var/lib/istio/envoy/envoy_bootstrap_tmpl.json", template)
+	mount := func(rel string, content []byte) string { return writeFile(t, dir, rel, content) }
+	templatePath := mountBootstrapTemplate(t, dir, parts)
 
 	// The projected token with audience istio-ca and the root certificate
 	// istiod publishes, as the gateway injection template mounts them.
@@ -135,12 +116,8 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 	if err != nil {
 		t.Fatalf("ConfigMap %s/%s: %v", pod.Namespace, pod.BootstrapConfigMap, err)
 	}
-	var downward strings.Builder
-	for k, v := range annotations {
-		fmt.Fprintf(&downward, "%s=%q\n", k, v)
-	}
-	mount("etc/istio/pod/annotations", []byte(downward.String()))
-	overrideDir := filepath.Join(dir, "etc/istio/custom-bootstrap")
+	mount("etc/istio/pod/annotations", downwardFile(annotations))
+	overrideDir := filepath.Join(dir, stack.IstioBootstrapMountDir)
 	if err := os.MkdirAll(overrideDir, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -178,17 +155,76 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		// where it mounts the ConfigMap.
 		"ISTIO_BOOTSTRAP_OVERRIDE=" + override,
 	}
-	g := &Gateway{AdminURL: "http://127.0.0.1:" + strconv.Itoa(ports.Admin)}
-	g.process, err = proc.Start("gateway "+pod.Name, filepath.Join(dir, "gateway.log"), parts.PilotAgent,
-		proc.Options{Dir: dir, Env: env},
+	return runPilotAgent(t, ctx, pod.Name, dir, ports, env, parts.PilotAgent,
 		"proxy", "router", "--domain", pod.Namespace+".svc.cluster.local", "--proxyLogLevel=warning")
+}
+
+// downwardFile is a map of labels or annotations as the downward API
+// writes it into a file, which pilot-agent reads.
+func downwardFile(m map[string]string) []byte {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(m)) {
+		fmt.Fprintf(&b, "%s=%q\n", k, m[k])
+	}
+	return []byte(b.String())
+}
+
+// checkPortsFree fails the test if a proxy port is taken: a busy port
+// would be answered by another process, such as another test's gateway,
+// and look like this gateway being ready.
+func checkPortsFree(t testing.TB, name string, ports ProxyPorts) {
+	t.Helper()
+	for _, port := range []int{ports.Admin, ports.Readiness, ports.Prometheus, ports.Status} {
+		ln, err := net.Listen("tcp", net.JoinHostPort("0.0.0.0", strconv.Itoa(port)))
+		if err != nil {
+			t.Fatalf("gateway %s: proxy port %d is in use: %v", name, port, err)
+		}
+		ln.Close()
+	}
+}
+
+// writeFile writes content to rel under dir, a pod's files, creating its
+// directories, and returns its path.
+func writeFile(t testing.TB, dir, rel string, content []byte) string {
+	t.Helper()
+	path := filepath.Join(dir, rel)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, content, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path
+}
+
+// mountBootstrapTemplate puts Istio's bootstrap template where the proxy
+// image has it (pilot-agent's default proxyBootstrapTemplatePath, relative
+// to its working directory dir) and returns its path.
+func mountBootstrapTemplate(t testing.TB, dir string, parts Parts) string {
+	t.Helper()
+	template, err := os.ReadFile(parts.BootstrapTemplate)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return writeFile(t, dir, "var/lib/istio/envoy/envoy_bootstrap_tmpl.json", template)
+}
+
+// runPilotAgent starts pilot-agent with args and env in dir, where the
+// pod's files are, and waits until its Envoy is ready. It is stopped when
+// the test ends.
+func runPilotAgent(t testing.TB, ctx context.Context, name, dir string, ports ProxyPorts, env []string, pilotAgent string, args ...string) *Gateway {
+	t.Helper()
+	g := &Gateway{AdminURL: "http://127.0.0.1:" + strconv.Itoa(ports.Admin)}
+	var err error
+	g.process, err = proc.Start("gateway "+name, filepath.Join(dir, "gateway.log"), pilotAgent,
+		proc.Options{Dir: dir, Env: env}, args...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	stopAtEnd(t, g.process)
 	ready := fmt.Sprintf("http://127.0.0.1:%d/healthz/ready", ports.Readiness)
 	if err := g.process.WaitHTTP(ctx, http.DefaultClient, ready, time.Minute); err != nil {
-		t.Fatalf("gateway not ready: %v", err)
+		t.Fatalf("gateway %s not ready: %v", name, err)
 	}
 	return g
 }

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-
 	"github.com/meshwaf/meshwaf/integration/kube"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
@@ -100,7 +98,7 @@ func startMeshwaf(t *testing.T, c *kube.Cluster, node, ip string) *stack.Stack {
 var chartFiles = []string{
 	"deploy/kubernetes/00-namespace.yaml", "deploy/kubernetes/10-rbac.yaml",
 	"deploy/kubernetes/20-xds.yaml", "deploy/kubernetes/30-agent.yaml",
-	"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml",
+	"deploy/istio/bootstrap-override.yaml", "deploy/istio/envoyfilter.yaml", "deploy/istio/gateway-parameters.yaml",
 }
 
 // applyFiles applies files of the repository, in order.
@@ -136,15 +134,18 @@ const host, benign, sqli = "shop.example.com", "/products?category=shoes", "/?id
 // and shows in the gateway's own /stats; the policy is Programmed.
 func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 	dm := startDemo(t)
-	c, root := dm.c, dm.root
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
 	g := dm.startGateway(t)
-	envoyPID, err := g.EnvoyPID()
-	if err != nil {
-		t.Fatal(err)
-	}
+	reloads := checkEnforced(t, dm.c, g)
+	switchModeAndBack(t, dm.c, g, "examples/demo/wafpolicy.yaml", reloads)
+	waitProgrammed(t, dm.c, "shop", 10*time.Second)
+}
 
+// checkEnforced checks that gateway g enforces the policy shop on host: a
+// benign request passes (within a minute of the gateway's start), SQLi is
+// blocked, the policy is Programmed and g's own /stats shows the ECDS
+// updates it applied, whose count it returns.
+func checkEnforced(t *testing.T, c *kube.Cluster, g *Gateway) uint64 {
+	t.Helper()
 	waitStatus(t, demoGateway, host, benign, http.StatusOK, time.Minute)
 	waitStatus(t, demoGateway, host, sqli, http.StatusForbidden, 10*time.Second)
 	waitProgrammed(t, c, "shop", 10*time.Second)
@@ -152,10 +153,23 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 	if reloads == 0 {
 		t.Fatalf("the gateway's /stats shows no ECDS update of %s with the chart's stats inclusion", stack.ECDSStatPrefix)
 	}
+	return reloads
+}
 
-	// A policy edit takes effect on the gateway within 2 s each way,
-	// without restarting its Envoy, and shows in its own /stats.
-	policy, err := os.ReadFile(filepath.Join(root, "examples/demo/wafpolicy.yaml"))
+// switchModeAndBack edits the policy of file (mode: Prevent) to Detect
+// and back and checks that each edit takes effect on gateway g within 2 s
+// (SQLi answered 200, then 403), shows in its own /stats (ECDS updates
+// above reloads), and leaves the benign request passing and g's Envoy
+// running as it was.
+func switchModeAndBack(t *testing.T, c *kube.Cluster, g *Gateway, file string, reloads uint64) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	envoyPID, err := g.EnvoyPID()
+	if err != nil {
+		t.Fatal(err)
+	}
+	policy, err := os.ReadFile(filepath.Join(kube.RepoRoot(), file))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -182,7 +196,6 @@ func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 	if pid, err := g.EnvoyPID(); err != nil || pid != envoyPID {
 		t.Errorf("the gateway's Envoy is pid %d (%v), was %d: it must not restart", pid, err, envoyPID)
 	}
-	waitProgrammed(t, c, "shop", 10*time.Second)
 }
 
 // ecdsReloads reads how often the gateway applied a meshwaf.waf
@@ -279,21 +292,13 @@ func startAgentPod(t *testing.T, c *kube.Cluster, node, ip string, port int) {
 	if _, err := c.Apply(ctx, []byte(agentEndpoint(node, ip, port))); err != nil {
 		t.Fatal(err)
 	}
-	if err := markRunning(ctx, c, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// markRunning sets a Pod's status as the kubelet would once it runs with
-// address ip.
-func markRunning(ctx context.Context, c *kube.Cluster, namespace, name, ip string) error {
 	cs, err := c.Clientset()
 	if err != nil {
-		return err
+		t.Fatal(err)
 	}
-	patch := fmt.Appendf(nil, `{"status":{"phase":"Running","podIP":%[1]q,"podIPs":[{"ip":%[1]q}],"conditions":[{"type":"Ready","status":"True"}]}}`, ip)
-	_, err = cs.CoreV1().Pods(namespace).Patch(ctx, name, "application/merge-patch+json", patch, metav1.PatchOptions{}, "status")
-	return err
+	if err := markRunning(ctx, cs, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
+		t.Fatal(err)
+	}
 }
 
 // demoGateway is where the demo Gateway's server (port 80) listens.

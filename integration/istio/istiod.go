@@ -2,6 +2,7 @@ package istio
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"os"
@@ -9,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
 	"github.com/meshwaf/meshwaf/integration/freeport"
 	"github.com/meshwaf/meshwaf/integration/kube"
@@ -54,6 +57,10 @@ func StartIstiod(t testing.TB, c *kube.Cluster) *Istiod {
 		}
 	}
 	d := &Istiod{HTTPAddr: freeport.Addr(ports["http"]), XDSAddr: freeport.Addr(ports["xds-tls"])}
+	// istiod reads the injector once, at start.
+	if err := applyInjector(ctx, c, parts.Injector, d.XDSAddr); err != nil {
+		t.Fatalf("istio injector: %v", err)
+	}
 	// istiod issues its serving certificate for the host of the proxies'
 	// discovery address; on loopback that is an IP, which must be a SAN.
 	mesh := fmt.Sprintf("rootNamespace: %s\ntrustDomain: cluster.local\ndefaultConfig:\n  discoveryAddress: %s\n", Namespace, d.XDSAddr)
@@ -106,6 +113,45 @@ func applyCRDs(ctx context.Context, c *kube.Cluster, path string) error {
 		names = append(names, crd.GetName())
 	}
 	return c.WaitForCRDs(ctx, names...)
+}
+
+// applyInjector applies the release's injector ConfigMap with one value
+// changed: global.caAddress, where the proxies of generated Gateway
+// Deployments get their certificates, is istiod's loopback address, for the
+// reason the mesh configuration's discoveryAddress is (doc.go).
+func applyInjector(ctx context.Context, c *kube.Cluster, path, caAddr string) error {
+	manifest, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	objs, err := kube.Decode(manifest)
+	if err != nil {
+		return err
+	}
+	if len(objs) != 1 || objs[0].GetKind() != "ConfigMap" {
+		return fmt.Errorf("%s: want one ConfigMap, have %d objects", path, len(objs))
+	}
+	cm := objs[0]
+	raw, _, err := unstructured.NestedString(cm.Object, "data", "values")
+	if err != nil || raw == "" {
+		return fmt.Errorf("%s: no data.values (%v)", path, err)
+	}
+	var values map[string]any
+	if err := json.Unmarshal([]byte(raw), &values); err != nil {
+		return fmt.Errorf("%s: data.values: %w", path, err)
+	}
+	if err := unstructured.SetNestedField(values, caAddr, "global", "caAddress"); err != nil {
+		return err
+	}
+	edited, err := json.Marshal(values)
+	if err != nil {
+		return err
+	}
+	if err := unstructured.SetNestedField(cm.Object, string(edited), "data", "values"); err != nil {
+		return err
+	}
+	_, err = c.ApplyObjects(ctx, cm)
+	return err
 }
 
 // stopAtEnd stops p when the test ends, after printing the end of its log

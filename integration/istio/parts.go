@@ -17,11 +17,15 @@ type Parts struct {
 	BootstrapTemplate string
 	// CRDs is the release's CustomResourceDefinitions, one YAML stream.
 	CRDs string
+	// Injector is the ConfigMap istio-sidecar-injector the release's
+	// istio-discovery chart renders: the templates and values istiod
+	// renders a Gateway API Gateway's Deployment from (kube-gateway).
+	Injector string
 }
 
 var installParts = sync.OnceValues(func() (Parts, error) {
 	paths, err := kube.InstallScript("install-istio.sh",
-		"MESHWAF_PILOT_DISCOVERY", "MESHWAF_PILOT_AGENT", "MESHWAF_ISTIO_BOOTSTRAP", "MESHWAF_ISTIO_CRDS")
+		"MESHWAF_PILOT_DISCOVERY", "MESHWAF_PILOT_AGENT", "MESHWAF_ISTIO_BOOTSTRAP", "MESHWAF_ISTIO_CRDS", "MESHWAF_ISTIO_INJECTOR")
 	if err != nil {
 		return Parts{}, err
 	}
@@ -30,8 +34,9 @@ var installParts = sync.OnceValues(func() (Parts, error) {
 		PilotAgent:        paths["MESHWAF_PILOT_AGENT"],
 		BootstrapTemplate: paths["MESHWAF_ISTIO_BOOTSTRAP"],
 		CRDs:              paths["MESHWAF_ISTIO_CRDS"],
+		Injector:          paths["MESHWAF_ISTIO_INJECTOR"],
 	}
-	for _, f := range []string{p.PilotDiscovery, p.PilotAgent, p.BootstrapTemplate, p.CRDs} {
+	for _, f := range []string{p.PilotDiscovery, p.PilotAgent, p.BootstrapTemplate, p.CRDs, p.Injector} {
 		if _, err := os.Stat(f); err != nil {
 			return Parts{}, fmt.Errorf("install-istio.sh: %w", err)
 		}

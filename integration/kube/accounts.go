@@ -94,15 +94,30 @@ func (c *Cluster) PodToken(ctx context.Context, namespace, account, node, audien
 	if err != nil {
 		return "", fmt.Errorf("create pod of %s/%s on %s: %w", namespace, account, node, err)
 	}
-	expiry := int64(3600)
-	tr, err := cs.CoreV1().ServiceAccounts(namespace).CreateToken(ctx, account, &authenticationv1.TokenRequest{
+	return c.BoundToken(ctx, pod, audience, 3600)
+}
+
+// BoundToken returns a token of pod's ServiceAccount for audience (empty:
+// the API server's), valid for expirySeconds and bound to pod, as the
+// kubelet requests one for a projected serviceAccountToken volume.
+func (c *Cluster) BoundToken(ctx context.Context, pod *corev1.Pod, audience string, expirySeconds int64) (string, error) {
+	cs, err := c.Clientset()
+	if err != nil {
+		return "", err
+	}
+	account := pod.Spec.ServiceAccountName
+	var audiences []string
+	if audience != "" {
+		audiences = []string{audience}
+	}
+	tr, err := cs.CoreV1().ServiceAccounts(pod.Namespace).CreateToken(ctx, account, &authenticationv1.TokenRequest{
 		Spec: authenticationv1.TokenRequestSpec{
-			Audiences: []string{audience}, ExpirationSeconds: &expiry,
+			Audiences: audiences, ExpirationSeconds: &expirySeconds,
 			BoundObjectRef: &authenticationv1.BoundObjectReference{Kind: "Pod", APIVersion: "v1", Name: pod.Name, UID: pod.UID},
 		},
 	}, metav1.CreateOptions{})
 	if err != nil {
-		return "", fmt.Errorf("token for %s/%s: %w", namespace, account, err)
+		return "", fmt.Errorf("token for %s/%s: %w", pod.Namespace, account, err)
 	}
 	return tr.Status.Token, nil
 }

@@ -21,12 +21,18 @@ const (
 	wafFilterName  = "meshwaf.waf"
 	routerFilter   = "envoy.filters.http.router"
 	bootstrapKey   = "custom_bootstrap.json"
-	// istioMountDir is where Istio mounts the bootstrap ConfigMap's keys in
-	// a gateway pod: the SDS files the fragment reads are keys there.
-	istioMountDir = "/etc/istio/custom-bootstrap"
-	// secretMountDir is where a gateway pod mounts the Secret
+)
+
+// Where a gateway pod mounts what meshwaf gives it; the bootstrap
+// ConfigMap's SDS files name these paths.
+const (
+	// IstioBootstrapMountDir is where Istio mounts the bootstrap
+	// ConfigMap's keys in a gateway pod: the SDS files the fragment reads
+	// are keys there.
+	IstioBootstrapMountDir = "/etc/istio/custom-bootstrap"
+	// GatewaySecretMountDir is where a gateway pod mounts the Secret
 	// meshwaf-gateway-xds-tls; the stack's gateway folder stands in for it.
-	secretMountDir = "/etc/meshwaf/xds-client"
+	GatewaySecretMountDir = "/etc/meshwaf/xds-client"
 )
 
 // envoyConfig is what Envoy is started with: the bootstrap Istio would
@@ -156,9 +162,9 @@ func useStackCertificates(cluster map[string]any, data map[string]string, gatewa
 			return nil, fmt.Errorf("the %s does not come from an SDS file", src.what)
 		}
 		path, _ := source["path"].(string)
-		key, ok := strings.CutPrefix(path, istioMountDir+"/")
+		key, ok := strings.CutPrefix(path, IstioBootstrapMountDir+"/")
 		if !ok || data[key] == "" {
-			return nil, fmt.Errorf("the %s's SDS file %q is not a key of this ConfigMap mounted at %s", src.what, path, istioMountDir)
+			return nil, fmt.Errorf("the %s's SDS file %q is not a key of this ConfigMap mounted at %s", src.what, path, IstioBootstrapMountDir)
 		}
 		secret, err := stackSecret(data[key], dig(src.config, "name"), src.field, gatewayDir)
 		if err != nil {
@@ -188,8 +194,8 @@ func stackSecret(doc string, name any, field, gatewayDir string) ([]byte, error)
 	if !ok {
 		return nil, fmt.Errorf("resource %v has no %s", name, field)
 	}
-	if dig(content, "watched_directory", "path") != secretMountDir {
-		return nil, fmt.Errorf("%s.watched_directory is not %s: Envoy would not see a renewed Secret", field, secretMountDir)
+	if dig(content, "watched_directory", "path") != GatewaySecretMountDir {
+		return nil, fmt.Errorf("%s.watched_directory is not %s: Envoy would not see a renewed Secret", field, GatewaySecretMountDir)
 	}
 	resources[0].(map[string]any)[field] = remount(content, gatewayDir)
 	return json.MarshalIndent(secret, "", "  ")
@@ -207,10 +213,10 @@ func remount(v any, dir string) any {
 			v[i] = remount(e, dir)
 		}
 	case string:
-		if v == secretMountDir {
+		if v == GatewaySecretMountDir {
 			return dir
 		}
-		if rest, ok := strings.CutPrefix(v, secretMountDir+"/"); ok {
+		if rest, ok := strings.CutPrefix(v, GatewaySecretMountDir+"/"); ok {
 			return filepath.Join(dir, rest)
 		}
 	}
