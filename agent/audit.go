@@ -29,12 +29,19 @@ type AuditRecord struct {
 	Method        string    `json:"method"`
 	Path          string    `json:"path"`
 	Client        string    `json:"client"`
-	Policy        string    `json:"policy"`
-	PolicyVersion string    `json:"policy_version"`
-	Mode          string    `json:"mode"`
-	Action        string    `json:"action"`
-	Status        int       `json:"status,omitempty"`
-	Reason        string    `json:"reason,omitempty"`
+	// SourcePrincipal is the calling workload's identity as Envoy
+	// authenticated it: the URI SAN of the peer certificate
+	// (spiffe://<trust domain>/ns/<ns>/sa/<account> for an Istio sidecar
+	// over mTLS). On a workload's inbound side it names the caller, whose
+	// address is only a pod IP. Empty without a client certificate, and
+	// always for ext_proc, which does not carry it.
+	SourcePrincipal string `json:"source_principal,omitempty"`
+	Policy          string `json:"policy"`
+	PolicyVersion   string `json:"policy_version"`
+	Mode            string `json:"mode"`
+	Action          string `json:"action"`
+	Status          int    `json:"status,omitempty"`
+	Reason          string `json:"reason,omitempty"`
 	// ResponseStatus is the upstream's status, when the response was
 	// inspected (ext_proc).
 	ResponseStatus int `json:"response_status,omitempty"`

@@ -83,6 +83,7 @@ func (in *inspector) record(x *exchange, v *verdict) {
 		Method:               r.method,
 		Path:                 truncate(r.uri, maxAuditPath),
 		Client:               r.clientIP,
+		SourcePrincipal:      r.sourcePrincipal,
 		Policy:               p.GetPolicy(),
 		PolicyVersion:        p.GetPolicyVersion(),
 		Mode:                 modeName(p.GetMode()),

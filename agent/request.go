@@ -35,6 +35,10 @@ type httpRequest struct {
 	body       []byte
 	partial    bool  // Envoy truncated the body
 	size       int64 // declared body size, -1 when unknown
+	// sourcePrincipal is the peer certificate's identity (ext_authz's
+	// source.principal), for the audit line only: the rules judge
+	// requests, not callers.
+	sourcePrincipal string
 }
 
 // fromCheckRequest converts an ext_authz CheckRequest.
@@ -54,6 +58,7 @@ func fromCheckRequest(req *authv3.CheckRequest) httpRequest {
 		host:       h.GetHost(),
 		size:       h.GetSize(),
 	}
+	r.sourcePrincipal = attrs.GetSource().GetPrincipal()
 	// Room for every header and the host complete may add, so that the
 	// list is allocated once.
 	hs := headerSet{authz: true, regular: make([]header, 0, len(h.GetHeaderMap().GetHeaders())+len(h.GetHeaders())+1)}

@@ -85,3 +85,15 @@ func TestFromCheckRequest(t *testing.T) {
 		})
 	}
 }
+
+// ext_authz names the peer of an mTLS connection in source.principal; it is
+// carried to the audit line.
+func TestFromCheckRequestKeepsSourcePrincipal(t *testing.T) {
+	const caller = "spiffe://cluster.local/ns/shop/sa/client"
+	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Principal: caller, Address: socketAddr("10.1.2.3", 41000)},
+	}}
+	if r := fromCheckRequest(req); r.sourcePrincipal != caller || r.clientIP != "10.1.2.3" {
+		t.Errorf("source principal %q, client %q", r.sourcePrincipal, r.clientIP)
+	}
+}

@@ -10,8 +10,9 @@ const HostPolicyTypeURL = "type.googleapis.com/meshwaf.agent.v1.HostPolicy"
 
 // GatewayMetadataKey is the gRPC metadata key Envoy sends with every
 // ext_authz/ext_proc call (from the filter's initial_metadata). Its values are
-// the "<namespace>/<name>" of the gateways the calling Envoy serves, so the
-// agent knows whose host policies apply.
+// the "<namespace>/<name>" of the gateways the calling Envoy serves, or
+// "<namespace>/service:<name>" of the protected Services whose pods it is a
+// sidecar of, so the agent knows whose host policies apply.
 const GatewayMetadataKey = "x-meshwaf-gateway"
 
 // PolicyDigestMetadataKey is the gRPC metadata key carrying a digest of the
@@ -20,7 +21,8 @@ const GatewayMetadataKey = "x-meshwaf-gateway"
 // a visible ECDS update on the gateway.
 const PolicyDigestMetadataKey = "x-meshwaf-policy-digest"
 
-// GatewayWide is the host of a policy that applies to every host of a gateway.
+// GatewayWide is the host of a policy that applies to every host of a
+// gateway, and of every policy on a Service.
 const GatewayWide = "*"
 
 // ResourceName is the xDS resource name of the policy for host on gateway

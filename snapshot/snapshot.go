@@ -29,7 +29,8 @@ type Snapshot struct {
 	// versions mean nothing changed. Only resources whose own content
 	// changed travel to Envoy and agents.
 	Version string
-	// Gateways are the gateway objects, with what their filter config needs.
+	// Gateways are the gateway objects, and the Services a policy protects,
+	// with what their filter config needs.
 	Gateways []Gateway
 	// HostPolicies are keyed by agentapi.ResourceName.
 	HostPolicies map[string]*agentapi.HostPolicy
@@ -45,7 +46,8 @@ type Snapshot struct {
 
 // Gateway is one gateway object as the filter configuration sees it.
 type Gateway struct {
-	// ID is "<namespace>/<name>", sent to agents as x-meshwaf-gateway.
+	// ID is "<namespace>/<name>" ("<namespace>/service:<name>" for a
+	// Service), sent to agents as x-meshwaf-gateway.
 	ID            string            `json:"id"`
 	Kind          string            `json:"kind"`
 	NodeNamespace string            `json:"nodeNamespace,omitempty"`
@@ -70,7 +72,8 @@ type PolicyStatus struct {
 	Ref store.ObjectRef `json:"ref"`
 	// Version identifies the policy's content as agents report it.
 	Version string `json:"version"`
-	// Hosts are the effective "<gateway ns>/<gateway>/<host>" it protects.
+	// Hosts are the effective "<gateway ns>/<gateway>/<host>" it protects
+	// (agentapi.ResourceName; "<ns>/service:<name>/*" for a Service).
 	Hosts []string `json:"hosts"`
 	// Conflicts say which hosts another, older policy holds.
 	Conflicts []string `json:"conflicts,omitempty"`
@@ -95,8 +98,8 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 	statuses := map[store.ObjectRef]*PolicyStatus{}
 	gateways := map[string]*Gateway{}
 	for _, gw := range txn.Gateways() {
-		gateways[gw.Ref.NamespacedName()] = &Gateway{
-			ID:            gw.Ref.NamespacedName(),
+		gateways[gatewayID(gw)] = &Gateway{
+			ID:            gatewayID(gw),
 			Kind:          gw.Ref.Kind,
 			NodeNamespace: gw.NodeNamespace,
 			NodeLabels:    gw.NodeLabels,
@@ -117,7 +120,7 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 		claims, unresolved := resolve(txn, p)
 		status.Version, status.Unresolved = hp.PolicyVersion, unresolved
 		for _, c := range claims {
-			name := agentapi.ResourceName(c.gateway.Ref.NamespacedName(), c.host)
+			name := c.key()
 			if winner, taken := winners[name]; taken {
 				status.Conflicts = append(status.Conflicts,
 					fmt.Sprintf("%s is protected by the older policy %s", name, winner.Ref.NamespacedName()))
@@ -126,7 +129,7 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 			winners[name] = p
 			status.Hosts = append(status.Hosts, name)
 			policy := proto.CloneOf(hp)
-			policy.Gateway, policy.Host = c.gateway.Ref.NamespacedName(), c.host
+			policy.Gateway, policy.Host = gatewayID(c.gateway), c.host
 			snap.HostPolicies[name] = policy
 			gateways[policy.Gateway].add(policy)
 		}
@@ -137,6 +140,12 @@ func Build(txn *store.ReadTxn, cfg Config) (*Snapshot, error) {
 	}
 	for _, id := range slices.Sorted(maps.Keys(gateways)) {
 		g := gateways[id]
+		if g.Kind == store.KindService && !g.Protected {
+			// A cluster has a Service for nearly every workload, and every
+			// proxy's filter config is looked up by walking Gateways: only
+			// the Services a policy protects are worth the walk.
+			continue
+		}
 		g.PolicyDigest = policyDigest(snap.HostPolicies, g.ID)
 		snap.Gateways = append(snap.Gateways, *g)
 	}

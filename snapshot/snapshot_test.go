@@ -180,6 +180,25 @@ var cases = []struct {
 			{Namespace: "elsewhere", Labels: map[string]string{"gateway.networking.k8s.io/gateway-name": "web"}},
 		},
 	},
+	{
+		name: "service target protects every host of its pods",
+		objs: store.Objects{
+			Gateways: []*store.Gateway{{
+				Ref:           store.ObjectRef{Kind: store.KindService, Namespace: "shop", Name: "api"},
+				NodeNamespace: "shop",
+				NodeLabels:    map[string]string{"app": "api"},
+			}},
+			Policies: []*store.Policy{policy("shop", "api", 0, v1alpha1.WAFPolicySpec{
+				TargetRefs:  target("", "Service", "", "api"),
+				Hosts:       []string{"api.shop.svc.cluster.local"},
+				FailureMode: v1alpha1.FailureModeOpen,
+			})},
+		},
+		nodes: []Node{
+			{Namespace: "shop", Labels: map[string]string{"app": "api", "version": "v1"}},
+			{Namespace: "shop", Labels: map[string]string{"app": "web"}},
+		},
+	},
 }
 
 func TestBuildGolden(t *testing.T) {

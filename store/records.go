@@ -13,6 +13,9 @@ const (
 	KindGateway        = "Gateway.gateway.networking.k8s.io"
 	KindHTTPRoute      = "HTTPRoute.gateway.networking.k8s.io"
 	KindWAFPolicy      = "WAFPolicy.waf.meshwaf.io"
+	// KindService is a core Service: the core group has no name, so the
+	// kind has no suffix.
+	KindService = "Service"
 )
 
 // SourceKubernetes is the Source of every record read from the API server.
@@ -35,16 +38,24 @@ func (r ObjectRef) String() string { return r.Kind + " " + r.NamespacedName() }
 func (r ObjectRef) key() string { return r.Kind + "/" + r.NamespacedName() }
 
 // Gateway is a gateway object (an Istio Gateway or a Gateway API Gateway):
-// which Envoy proxies it configures and which hosts it serves.
+// which Envoy proxies it configures and which hosts it serves. A Service
+// (KindService) is recorded the same way, because a policy on it is
+// enforced by the same filter on a set of proxies: the sidecars of the
+// pods it selects.
 type Gateway struct {
 	Ref ObjectRef
 	// NodeNamespace, when set, restricts the gateway to proxies running in
-	// that namespace (Gateway API); Istio Gateways select across namespaces.
+	// that namespace (Gateway API, Service); Istio Gateways select across
+	// namespaces.
 	NodeNamespace string
 	// NodeLabels are the labels a proxy must carry to be configured by this
-	// gateway (an Istio Gateway's selector, or Gateway API's gateway-name label).
+	// gateway (an Istio Gateway's selector, Gateway API's gateway-name
+	// label, or a Service's spec.selector). Empty selects no proxy: a
+	// Service without a selector has no pods meshwaf can know.
 	NodeLabels map[string]string
 	// Hosts are the hosts the gateway's listeners accept; "*" means any.
+	// Empty for a Service, which has no listener hosts: its pods take
+	// whatever Host a caller sends.
 	Hosts []string
 	// Source says where the object came from (a file path or "kubernetes").
 	Source string

@@ -170,7 +170,7 @@ func (s *Store) Delete(ref ObjectRef) error {
 
 func tableOfKind(kind string) (string, error) {
 	switch kind {
-	case KindIstioGateway, KindGateway:
+	case KindIstioGateway, KindGateway, KindService:
 		return tableGateways, nil
 	case KindVirtualService, KindHTTPRoute:
 		return tableRoutes, nil

@@ -58,3 +58,28 @@ func TestChangedCoalesces(t *testing.T) {
 	default:
 	}
 }
+
+// A Service shares the gateways table but not its keys: it and gateways of
+// the same namespace and name are separate records, deleted separately.
+func TestServiceIsItsOwnRecord(t *testing.T) {
+	s := New()
+	err := s.Upsert(Objects{Gateways: []*Gateway{
+		{Ref: ref(KindService, "web"), NodeNamespace: "ns", NodeLabels: map[string]string{"app": "web"}},
+		{Ref: ref(KindGateway, "web")},
+		{Ref: ref(KindIstioGateway, "web")},
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(s.Read().Gateways()); n != 3 {
+		t.Fatalf("%d records, want the Service and both gateways", n)
+	}
+	if err := s.Delete(ref(KindService, "web")); err != nil {
+		t.Fatal(err)
+	}
+	txn := s.Read()
+	if txn.Gateway(ref(KindService, "web")) != nil || txn.Gateway(ref(KindGateway, "web")) == nil ||
+		txn.Gateway(ref(KindIstioGateway, "web")) == nil {
+		t.Fatalf("after deleting the Service: %+v", txn.Gateways())
+	}
+}

@@ -16,6 +16,9 @@ const (
 	groupIstio      = "networking.istio.io"
 	groupGatewayAPI = "gateway.networking.k8s.io"
 	groupMeshwaf    = v1alpha1.Group
+	// groupCore is Kubernetes' core group (apiVersion "v1"), which has no
+	// name.
+	groupCore = ""
 )
 
 // gatewayNameLabel is the label Istio puts on the proxies it deploys for a
@@ -55,6 +58,8 @@ func kindOf(o object) (kind string, ok bool) {
 		return store.KindHTTPRoute, true
 	case groupMeshwaf + "/" + v1alpha1.Kind:
 		return store.KindWAFPolicy, true
+	case groupCore + "/Service":
+		return store.KindService, true
 	}
 	return "", false
 }
@@ -87,6 +92,8 @@ func decodeHead(doc []byte) (ref store.ObjectRef, ok bool, err error) {
 // (*store.Gateway, *store.Route or *store.Policy).
 func decode(ref store.ObjectRef, doc []byte, validate PolicyValidator) (any, error) {
 	switch ref.Kind {
+	case store.KindService:
+		return decodeService(ref, doc)
 	case store.KindIstioGateway:
 		return decodeIstioGateway(ref, doc)
 	case store.KindVirtualService:
@@ -129,6 +136,25 @@ func decodeIstioGateway(ref store.ObjectRef, doc []byte) (*store.Gateway, error)
 		}
 	}
 	return &store.Gateway{Ref: ref, NodeLabels: gw.Spec.Selector, Hosts: dedupe(hosts)}, nil
+}
+
+// decodeService records which proxies a Service stands for: the sidecars
+// of the pods in its namespace whose labels include its selector. Only the
+// selector is kept; ports do not matter, since a policy on a Service covers
+// every request its pods receive. A Service without a selector (an
+// ExternalName Service, or one whose endpoints are managed by hand) is
+// recorded all the same, with no labels: it is an ordinary object, not a
+// mistake, and a policy targeting it is told why it cannot be protected.
+func decodeService(ref store.ObjectRef, doc []byte) (*store.Gateway, error) {
+	var svc struct {
+		Spec struct {
+			Selector map[string]string `json:"selector"`
+		} `json:"spec"`
+	}
+	if err := yaml.Unmarshal(doc, &svc); err != nil {
+		return nil, err
+	}
+	return &store.Gateway{Ref: ref, NodeNamespace: ref.Namespace, NodeLabels: svc.Spec.Selector}, nil
 }
 
 func decodeVirtualService(ref store.ObjectRef, doc []byte) (*store.Route, error) {

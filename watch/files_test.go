@@ -268,3 +268,49 @@ func TestFilesWaitForAFileToSettle(t *testing.T) {
 		t.Fatalf("mode = %s once the file settled, want Detect", got)
 	}
 }
+
+const servicesYAML = `apiVersion: v1
+kind: Service
+metadata: {name: api, namespace: shop}
+spec:
+  selector: {app: api, version: v2}
+  ports: [{name: http, port: 8080, targetPort: 9080}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: legacy, namespace: shop}
+spec:
+  type: ExternalName
+  externalName: legacy.example.com
+`
+
+// A Service is recorded as the proxies it stands for: the pods of its
+// namespace that carry its selector. One without a selector is no error.
+func TestFilesLoadsServices(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "services.yaml", servicesYAML)
+	f, db, logs := newTestFiles(t, dir)
+	if err := f.reload(); err != nil {
+		t.Fatal(err)
+	}
+	txn := db.Read()
+	api := txn.Gateway(store.ObjectRef{Kind: store.KindService, Namespace: "shop", Name: "api"})
+	if api == nil {
+		t.Fatalf("Service shop/api not recorded: %+v", txn.Gateways())
+	}
+	if api.NodeNamespace != "shop" || len(api.NodeLabels) != 2 || api.NodeLabels["app"] != "api" ||
+		api.NodeLabels["version"] != "v2" || len(api.Hosts) != 0 || api.Source != filepath.Join(dir, "services.yaml") {
+		t.Errorf("Service shop/api = %+v", api)
+	}
+	legacy := txn.Gateway(store.ObjectRef{Kind: store.KindService, Namespace: "shop", Name: "legacy"})
+	if legacy == nil || legacy.NodeNamespace != "shop" || len(legacy.NodeLabels) != 0 {
+		t.Errorf("Service shop/legacy (no selector) = %+v", legacy)
+	}
+	if strings.Contains(logs.String(), "manifest rejected") {
+		t.Errorf("a Service without selector was rejected:\n%s", logs)
+	}
+	// The kind is keyed by group: a Service of another group is not one.
+	if _, known, _ := decodeHead([]byte(`{"apiVersion":"serving.knative.dev/v1","kind":"Service","metadata":{"name":"x"}}`)); known {
+		t.Error("a Knative Service was taken for a core Service")
+	}
+}

@@ -12,6 +12,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(policyYAML("Prevent")))
 	f.Add([]byte("apiVersion: waf.meshwaf.io/v1alpha1\nkind: WAFPolicy\nmetadata: {name: x}\nspec: {targetRefs: [{kind: Gateway, name: g}], hosts: [\"*.a\"]}\n"))
 	f.Add([]byte("apiVersion: gateway.networking.k8s.io/v1\nkind: HTTPRoute\nmetadata: {name: r}\nspec: {parentRefs: [{name: g}], hostnames: [A.B]}\n"))
+	f.Add([]byte(servicesYAML))
 	f.Add([]byte("---\n---\n# only a comment\n"))
 	f.Fuzz(func(t *testing.T, content []byte) {
 		docs, err := splitDocuments(content)

@@ -22,7 +22,9 @@ import (
 
 // watched are the resources the Kubernetes source reads. WAFPolicies are
 // required; the Istio and Gateway API kinds are read when installed.
+// Services are always there: a policy targeting one protects its pods.
 var watched = []schema.GroupVersionResource{
+	{Group: groupCore, Version: "v1", Resource: "services"},
 	{Group: groupIstio, Version: "v1", Resource: "gateways"},
 	{Group: groupIstio, Version: "v1", Resource: "virtualservices"},
 	{Group: groupGatewayAPI, Version: "v1", Resource: "gateways"},

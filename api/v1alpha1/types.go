@@ -26,7 +26,8 @@ const (
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 
 // WAFPolicy attaches web application firewall protection to the hosts of
-// Istio or Gateway API routing objects.
+// Istio or Gateway API routing objects, or to every request reaching the
+// pods of a Service (through their inbound sidecars).
 type WAFPolicy struct {
 	metav1.TypeMeta   `json:",inline"`
 	metav1.ObjectMeta `json:"metadata,omitempty"`
@@ -41,14 +42,17 @@ type WAFPolicy struct {
 
 // WAFPolicySpec is what the user asks for.
 type WAFPolicySpec struct {
-	// TargetRefs name the routing objects whose hosts this policy protects:
-	// Istio Gateway or VirtualService, Gateway API Gateway or HTTPRoute.
+	// TargetRefs name the routing objects whose hosts this policy protects
+	// (Istio Gateway or VirtualService, Gateway API Gateway or HTTPRoute),
+	// or Services whose pods' inbound sidecars it protects for every host.
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:XValidation:rule="self.all(a, self.exists_one(b, a == b))",message="targetRefs must not repeat a target"
 	TargetRefs []TargetRef `json:"targetRefs"`
 	// Hosts optionally narrows the targets' hosts. Exact hosts and "*.suffix"
-	// wildcards are allowed.
+	// wildcards are allowed. It does not narrow a Service target, which is
+	// protected for every host: the Host header a workload receives is the
+	// caller's choice.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=64
@@ -96,16 +100,24 @@ type WAFPolicySpec struct {
 	Audit Audit `json:"audit,omitempty"`
 }
 
-// TargetRef names one routing object. Namespace defaults to the policy's.
-// Only the four kinds meshwaf can resolve hosts from are accepted, so a typo
-// is an admission error rather than a silent ResolvedRefs=False.
-// +kubebuilder:validation:XValidation:rule="(self.group == 'networking.istio.io' && self.kind in ['Gateway', 'VirtualService']) || (self.group == 'gateway.networking.k8s.io' && self.kind in ['Gateway', 'HTTPRoute'])",message="target must be a networking.istio.io Gateway or VirtualService, or a gateway.networking.k8s.io Gateway or HTTPRoute"
+// The kind rule tests for the core group with size(self.group) == 0: gofmt
+// rewrites two single quotes in a doc comment into a typographic quote,
+// which would break the rule. (Apart from the doc comment, so that it stays
+// out of the CRD's description.)
+
+// TargetRef names one routing object or Service. Namespace defaults to the
+// policy's. Only the kinds meshwaf can resolve hosts or proxies from are
+// accepted, so a typo is an admission error rather than a silent
+// ResolvedRefs=False.
+// +kubebuilder:validation:XValidation:rule="(self.group == 'networking.istio.io' && self.kind in ['Gateway', 'VirtualService']) || (self.group == 'gateway.networking.k8s.io' && self.kind in ['Gateway', 'HTTPRoute']) || (size(self.group) == 0 && self.kind == 'Service')",message="target must be a networking.istio.io Gateway or VirtualService, a gateway.networking.k8s.io Gateway or HTTPRoute, or a Service of the core (empty) group"
 type TargetRef struct {
-	// Group is networking.istio.io or gateway.networking.k8s.io.
+	// Group is networking.istio.io, gateway.networking.k8s.io, or "" (the
+	// core group) for a Service.
 	// +kubebuilder:validation:MaxLength=253
 	Group string `json:"group"`
 	// Kind is Gateway or VirtualService (Istio), Gateway or HTTPRoute
-	// (Gateway API).
+	// (Gateway API), or Service (core): the policy then protects every
+	// request to the Service's pods, at their inbound sidecars.
 	// +kubebuilder:validation:MaxLength=63
 	Kind string `json:"kind"`
 	// Name of the target object.
@@ -305,7 +317,8 @@ type WAFPolicyStatus struct {
 	// +listMapKey=type
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 	// Hosts are the effective "<gateway namespace>/<gateway>/<host>" this
-	// policy protects.
+	// policy protects; a Service target shows as
+	// "<namespace>/service:<name>/*" (every host of its pods).
 	// +optional
 	// +listType=atomic
 	Hosts []string `json:"hosts,omitempty"`

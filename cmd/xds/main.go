@@ -68,9 +68,10 @@ func parseFlags(args []string) (options, error) {
 		fmt.Fprintf(fs.Output(), `meshwaf-xds: the meshwaf control plane.
 
 Reads Istio Gateways and VirtualServices, Gateway API Gateways and
-HTTPRoutes, and meshwaf WAFPolicies — from a folder of YAML manifests
-(re-read on change) or from the Kubernetes API — and serves:
-  - to Envoy gateways, over ECDS, the configuration of the meshwaf.waf filter;
+HTTPRoutes, Services, and meshwaf WAFPolicies — from a folder of YAML
+manifests (re-read on change) or from the Kubernetes API — and serves:
+  - to Envoy gateways and sidecars, over ECDS, the configuration of the
+    meshwaf.waf filter;
   - to meshwaf agents, over delta xDS, the policy of every protected host.
 
 An invalid manifest is logged ("manifest rejected", with file and reason)

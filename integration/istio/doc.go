@@ -55,6 +55,14 @@
 //     server's admission adds to the Pod is not mounted: its CA ConfigMap
 //     comes from a controller manager, which does not run here, and the
 //     proxy does not read it.
+//   - Sidecars (GatewayPod.Sidecar) run without traffic capture
+//     (interception mode NONE, as the sidecar.istio.io/interceptionMode
+//     annotation asks): no iptables redirects here, so each workload's
+//     Sidecar resource binds its inbound listener to the pod's address and
+//     its egress listeners to a loopback address of its own, where the
+//     test's client plays the workload's app. Everything past the
+//     listeners (Istio's mutual TLS between sidecars, routes, meshwaf's
+//     inbound filter) is what a captured sidecar runs.
 //   - One machine is every node, so a second gateway takes other proxy
 //     ports (ProxyPorts) and a Gateway of its own with its own server port;
 //     the demo's gateway keeps Istio's ports and the Gateway's port 80.

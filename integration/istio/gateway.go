@@ -43,6 +43,11 @@ type GatewayPod struct {
 	IP string
 	// Ports are the proxy's own ports.
 	Ports ProxyPorts
+	// Sidecar runs the proxy as a workload's sidecar (pilot-agent proxy
+	// sidecar) instead of a gateway, without traffic capture (interception
+	// mode NONE: no iptables here), so its listeners are the ones its
+	// Sidecar resource binds.
+	Sidecar bool
 	// BootstrapConfigMap names the ConfigMap of the pod's
 	// sidecar.istio.io/bootstrapOverride annotation, in Namespace.
 	BootstrapConfigMap string
@@ -155,8 +160,13 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 		// where it mounts the ConfigMap.
 		"ISTIO_BOOTSTRAP_OVERRIDE=" + override,
 	}
+	role := "router"
+	if pod.Sidecar {
+		// What the injector sets for sidecar.istio.io/interceptionMode.
+		role, env = "sidecar", append(env, "ISTIO_META_INTERCEPTION_MODE=NONE")
+	}
 	return runPilotAgent(t, ctx, pod.Name, dir, ports, env, parts.PilotAgent,
-		"proxy", "router", "--domain", pod.Namespace+".svc.cluster.local", "--proxyLogLevel=warning")
+		"proxy", role, "--domain", pod.Namespace+".svc.cluster.local", "--proxyLogLevel=warning")
 }
 
 // downwardFile is a map of labels or annotations as the downward API
@@ -336,7 +346,7 @@ func (g *Gateway) EnvoyPID() (int, error) {
 func ExtraPodIP(t testing.TB, i int) string {
 	t.Helper()
 	ip := fmt.Sprintf("198.51.100.%d", 10+i)
-	if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil && !strings.Contains(string(out), "File exists") {
+	if out, err := exec.Command("ip", "addr", "add", ip+"/32", "dev", "lo").CombinedOutput(); err != nil && !strings.Contains(string(out), "File exists") && !strings.Contains(string(out), "already assigned") {
 		t.Fatalf("adding pod address %s to lo: %v: %s", ip, err, out)
 	}
 	t.Cleanup(func() {

@@ -167,6 +167,8 @@ func TestCRDRejectsInvalidPolicies(t *testing.T) {
 		"missing targetRefs":         {"\n  mode: Detect", "spec.targetRefs: Required value"},
 		"unsupported target kind":    {"\n  targetRefs: [{group: networking.istio.io, kind: DestinationRule, name: x}]", "target must be a networking.istio.io Gateway or VirtualService"},
 		"Gateway API VirtualService": {"\n  targetRefs: [{group: gateway.networking.k8s.io, kind: VirtualService, name: x}]", "target must be"},
+		"Service of another group":   {"\n  targetRefs: [{group: serving.knative.dev, kind: Service, name: x}]", "target must be"},
+		"Service without group":      {"\n  targetRefs: [{kind: Service, name: x}]", "spec.targetRefs[0].group: Required value"},
 		"repeated target":            {"\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: a}, {group: networking.istio.io, kind: Gateway, name: a}]", "targetRefs must not repeat a target"},
 		"empty target name":          {"\n  targetRefs: [{group: networking.istio.io, kind: Gateway, name: \"\"}]", "spec.targetRefs[0].name"},
 		"upper-case host":            {target + "\n  hosts: [Shop.example.com]", "spec.hosts[0]: Invalid value"},
@@ -209,5 +211,19 @@ func TestCRDRejectsInvalidPolicies(t *testing.T) {
 `
 	if _, err := c.Apply(ctx, []byte(ok)); err != nil {
 		t.Fatalf("valid policy rejected: %v", err)
+	}
+	// A core Service (group "") is a target too; hosts are allowed next to
+	// it, and narrow only the other targets.
+	service := `apiVersion: waf.meshwaf.io/v1alpha1
+kind: WAFPolicy
+metadata: {name: workload, namespace: shop}
+spec:
+  targetRefs:
+  - {group: "", kind: Service, name: api}
+  - {group: networking.istio.io, kind: Gateway, name: public, namespace: istio-ingress}
+  hosts: [api.example.com]
+`
+	if _, err := c.Apply(ctx, []byte(service)); err != nil {
+		t.Fatalf("policy targeting a Service rejected: %v", err)
 	}
 }
