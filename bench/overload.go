@@ -144,6 +144,10 @@ func measureOverload(ctx context.Context, cfg Config, st *stack.Stack, results [
 	return out, nil
 }
 
+// accountingWait bounds how long overload waits for the agent to count and
+// audit the requests it answered as overloaded.
+const accountingWait = 10 * time.Second
+
 // overload keeps o.InFlight requests in flight for cfg.Overload and counts
 // what they got, and what the agent counted and audited meanwhile.
 func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayClient, o *Overload) error {
@@ -156,14 +160,21 @@ func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayC
 	o.Took = cfg.Overload
 	o.InTime, o.Statuses, o.Errors = timedLoop(client, sc, host, o.InFlight, cfg.Overload)
 	// The agent counts and audits a shed request as it answers it, and one
-	// whose inspection outlasted the deadline once the inspection is over
-	// (well under a second for this scenario): give both time to be written.
-	time.Sleep(time.Second)
-	metricAfter, auditAfter, err := overloadCounts(ctx, st)
-	if err != nil {
-		return err
+	// whose inspection outlasted the deadline once the inspection is over:
+	// well under a second for this scenario on an idle machine, seconds on
+	// a loaded one (CI runs the smoke test beside other packages, with the
+	// race detector). Wait until every 503 is accounted for, or 10 s.
+	n503 := o.nonPassed(http.StatusServiceUnavailable)
+	for wait := time.Now().Add(accountingWait); ; time.Sleep(200 * time.Millisecond) {
+		metricAfter, auditAfter, err := overloadCounts(ctx, st)
+		if err != nil {
+			return err
+		}
+		o.Metric, o.Audited = metricAfter-metricBefore, auditAfter-auditBefore
+		if (o.Metric >= n503 && o.Audited >= n503) || time.Now().After(wait) {
+			break
+		}
 	}
-	o.Metric, o.Audited = metricAfter-metricBefore, auditAfter-auditBefore
 	return st.Alive()
 }
 
