@@ -44,10 +44,11 @@ SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 GO_BUILD_TAGS ?= re2_cgo
 export GOFLAGS := $(strip $(filter-out -tags=%,$(shell $(GO) env GOFLAGS)) -tags=$(GO_BUILD_TAGS))
 
-.PHONY: demo test envoy fmt-check vet generate generate-proto generate-api generate-deploy check-generated tools re2 help
+.PHONY: demo meshwaf test envoy fmt-check vet generate generate-proto generate-api generate-deploy check-generated tools re2 help
 
 help:
 	@echo "make demo             run control plane, agent and Envoy locally with examples/demo"
+	@echo "make meshwaf          build the policy tool bin/meshwaf (meshwaf test: a request against manifests, offline)"
 	@echo "make test             gofmt, go vet, generated-code check, go test -race ./... (with e2e)"
 	@echo "make generate         regenerate agentapi/*.pb.go, the WAFPolicy deepcopy code and CRD"
 	@echo "make check-generated  fail if the committed generated code is stale"
@@ -60,6 +61,10 @@ help:
 demo: re2
 	$(GO) build -o bin/meshwaf-demo ./cmd/demo
 	envoy="$$(scripts/install-envoy.sh)"; MESHWAF_ENVOY="$$envoy" exec bin/meshwaf-demo
+
+## meshwaf: the policy tool, with the agent's engine (cgo RE2, as the agent).
+meshwaf: re2
+	$(GO) build -o bin/meshwaf ./cmd/meshwaf
 
 ## test: everything CI checks. The install runs as its own statement so that
 ## a failed install stops make here (an assignment prefix would hide it).

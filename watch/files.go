@@ -56,6 +56,8 @@ type Files struct {
 	parsed map[string]parsedFile
 	// read reads the folder (readManifests; tests replace it).
 	read func() ([]manifestFile, error)
+	// rejected, when set, also receives every rejected document (Load).
+	rejected func(error)
 }
 
 // settle is how long after seeing the folder change it is read again; the
@@ -229,6 +231,30 @@ func lastGood(rejected, prev any) any {
 
 func (f *Files) reject(path, object string, err error) {
 	f.cfg.Logger.Error("manifest rejected", "file", path, "object", object, "error", err.Error())
+	if f.rejected != nil {
+		if object != "" {
+			path += ": " + object
+		}
+		f.rejected(fmt.Errorf("%s: %w", path, err))
+	}
+}
+
+// Load reads the manifests under path once, a folder as Files reads it or
+// a single file, for tools that evaluate manifests rather than serve them
+// (meshwaf test): the objects, and one error for every document that was
+// rejected (which Files would only log).
+func Load(path string, validate PolicyValidator) (store.Objects, []error, error) {
+	f := NewFiles(FilesConfig{Dir: path, Validate: validate, Logger: slog.New(slog.DiscardHandler)})
+	var rejected []error
+	f.rejected = func(err error) { rejected = append(rejected, err) }
+	files, err := f.read()
+	if err != nil {
+		return store.Objects{}, nil, err
+	}
+	if len(files) == 0 {
+		return store.Objects{}, nil, fmt.Errorf("no .yaml or .yml manifests in %s", path)
+	}
+	return f.load(files), rejected, nil
 }
 
 func readManifests(dir string) ([]manifestFile, error) {

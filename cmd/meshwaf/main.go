@@ -1,0 +1,135 @@
+// Command meshwaf is the policy tool: it evaluates requests against
+// WAFPolicy manifests offline, with the agent's own engine.
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+
+	"github.com/meshwaf/meshwaf/policytest"
+)
+
+const usage = `meshwaf: WAFPolicy tooling.
+
+Usage:
+  meshwaf test -f DIR|FILE [-o text|json] [--expect VERDICT] [--gateway NS/NAME] CURL-ARGS...
+
+test evaluates one request against the policies of the manifests (WAFPolicy
+objects and the Istio or Gateway API objects that give them hosts), as a
+meshwaf agent would: same rule set, same compilation, same verdict. The
+request is written as curl's arguments: the URL and -X, -H, -d/--data,
+--data-raw, --data-binary (@file reads a file), -A. For example:
+
+  meshwaf test -f examples/demo -H 'Host: shop.example.com' 'http://gateway/?id=1%27%20OR%201=1--'
+
+It prints the verdict (blocked, detected, allowed, or unprotected when no
+policy covers the host), the status a blocked request gets, the policy, the
+anomaly score and the matched rules with their messages.
+
+  -f, --file PATH      manifests: a folder (read as meshwaf-xds --manifests reads it) or one file
+  -o, --output FORMAT  text (default) or json
+  --expect VERDICT     exit 1 unless the verdict is VERDICT (blocked, detected, allowed, unprotected)
+  --gateway NS/NAME    the gateway whose proxies send the request (default: the first with a
+                       policy for the host, by name)
+
+Exit status: 0 done (and as expected), 1 not the expected verdict, 2 usage or manifest errors.
+`
+
+func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || slices.Contains([]string{"-h", "--help", "help"}, args[0]) {
+		fmt.Fprint(stdout, usage)
+		return 0
+	}
+	if args[0] != "test" {
+		fmt.Fprintf(stderr, "meshwaf: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	code, err := test(args[1:], stdout, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "meshwaf test: %v\n", err)
+	}
+	return code
+}
+
+// testFlags are meshwaf test's own options; everything else is curl's.
+type testFlags struct {
+	file, output, expect, gateway string
+	curl                          []string
+}
+
+func parseTestFlags(args []string) (testFlags, error) {
+	f := testFlags{output: "text"}
+	for i := 0; i < len(args); i++ {
+		var target *string
+		switch args[i] {
+		case "-f", "--file":
+			target = &f.file
+		case "-o", "--output":
+			target = &f.output
+		case "--expect":
+			target = &f.expect
+		case "--gateway":
+			target = &f.gateway
+		default:
+			f.curl = append(f.curl, args[i])
+			continue
+		}
+		if i+1 >= len(args) {
+			return f, fmt.Errorf("%s needs a value", args[i])
+		}
+		i++
+		*target = args[i]
+	}
+	switch {
+	case f.file == "":
+		return f, errors.New("-f DIR|FILE is required")
+	case f.output != "text" && f.output != "json":
+		return f, fmt.Errorf("-o %q: text or json", f.output)
+	case f.expect != "" && !slices.Contains([]string{policytest.Blocked, policytest.Detected, policytest.Allowed, policytest.Unprotected}, f.expect):
+		return f, fmt.Errorf("--expect %q: blocked, detected, allowed or unprotected", f.expect)
+	}
+	return f, nil
+}
+
+func test(args []string, stdout, stderr io.Writer) (int, error) {
+	flags, err := parseTestFlags(args)
+	if err != nil {
+		return 2, err
+	}
+	req, err := policytest.ParseCurl(flags.curl)
+	if err != nil {
+		return 2, err
+	}
+	policies, err := policytest.Load(flags.file)
+	if err != nil {
+		return 2, err
+	}
+	for _, w := range policies.Warnings {
+		fmt.Fprintln(stderr, "warning:", w)
+	}
+	eval, err := policies.Evaluate(req, flags.gateway)
+	if err != nil {
+		return 2, err
+	}
+	result := policytest.NewResult(eval)
+	if flags.output == "json" {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		err = enc.Encode(result)
+	} else {
+		err = result.WriteText(stdout)
+	}
+	if err != nil {
+		return 2, err
+	}
+	if flags.expect != "" && result.Verdict != flags.expect {
+		return 1, fmt.Errorf("expected %s, got %s", flags.expect, result.Verdict)
+	}
+	return 0, nil
+}
