@@ -67,7 +67,6 @@ type request struct {
 	target      string // path and query, already encoded
 	contentType string
 	body        string
-	headers     [][2]string // more headers, in order
 }
 
 func (r request) String() string { return r.method + " " + r.host + r.target }
@@ -105,9 +104,6 @@ func trySend(s *stack.Stack, r request) (response, error) {
 	req.Host = r.host
 	if r.contentType != "" {
 		req.Header.Set("Content-Type", r.contentType)
-	}
-	for _, h := range r.headers {
-		req.Header.Add(h[0], h[1])
 	}
 	resp, err := gatewayClient.Do(req)
 	if err != nil {

@@ -20,8 +20,10 @@ const curlUserAgent = "curl/8.5.0"
 // Request is one HTTP request as curl would send it.
 type Request struct {
 	Method string
-	URL    *url.URL
-	// Headers in the order given; the host is the URL's unless a Host
+	// Scheme and Authority are the URL's; Target is its path and query as
+	// written, which curl sends as they are.
+	Scheme, Authority, Target string
+	// Headers in the order given; the host is Authority unless a Host
 	// header names another.
 	Headers [][2]string
 	Body    []byte
@@ -73,19 +75,16 @@ func ParseCurl(args []string) (Request, error) {
 			if strings.HasPrefix(arg, "-") {
 				return Request{}, fmt.Errorf("curl option %s is not supported here", arg)
 			}
-			if r.URL != nil {
+			if r.Authority != "" {
 				return Request{}, fmt.Errorf("a second URL %q: one request at a time", arg)
 			}
-			r.URL, err = url.Parse(arg)
-			if err == nil && (r.URL.Scheme == "" || r.URL.Host == "") {
-				err = fmt.Errorf("URL %q needs a scheme and a host, as curl's", arg)
-			}
+			err = r.setURL(arg)
 		}
 		if err != nil {
 			return Request{}, err
 		}
 	}
-	if r.URL == nil {
+	if r.Authority == "" {
 		return Request{}, errors.New("no URL")
 	}
 	if data != nil {
@@ -101,6 +100,25 @@ func ParseCurl(args []string) (Request, error) {
 	r.setDefault("User-Agent", userAgent)
 	r.setDefault("Accept", "*/*")
 	return r, nil
+}
+
+// setURL takes the scheme, authority and target of an absolute URL,
+// keeping the target as written.
+func (r *Request) setURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return fmt.Errorf("URL %q needs a scheme and a host, as curl's", raw)
+	}
+	r.Scheme, r.Authority = u.Scheme, u.Host
+	rest := strings.TrimPrefix(raw[len(u.Scheme)+len("://"):], u.Host)
+	if i := strings.IndexByte(rest, '#'); i >= 0 {
+		rest = rest[:i] // curl does not send the fragment
+	}
+	r.Target = rest
+	if r.Target == "" || r.Target[0] != '/' {
+		r.Target = "/" + r.Target
+	}
+	return nil
 }
 
 // readData is one data option's bytes: @file reads the file (curl's -d
@@ -141,7 +159,7 @@ func (r *Request) Host() string {
 	if h, ok := r.header("Host"); ok {
 		return h
 	}
-	return r.URL.Host
+	return r.Authority
 }
 
 // check is the request as Envoy's ext_authz filter describes it to the
@@ -149,12 +167,12 @@ func (r *Request) Host() string {
 // bytes): pseudo-headers for the method, path, authority and scheme, the
 // Host header as :authority, and Content-Length for a body.
 func (r *Request) check() (*authv3.CheckRequest, error) {
-	path := r.URL.RequestURI()
+	path := r.Target
 	headers := []*corev3.HeaderValue{
 		{Key: ":authority", RawValue: []byte(r.Host())},
 		{Key: ":path", RawValue: []byte(path)},
 		{Key: ":method", RawValue: []byte(r.Method)},
-		{Key: ":scheme", RawValue: []byte(r.URL.Scheme)},
+		{Key: ":scheme", RawValue: []byte(r.Scheme)},
 	}
 	for _, h := range r.Headers {
 		if strings.EqualFold(h[0], "Host") {
@@ -174,7 +192,7 @@ func (r *Request) check() (*authv3.CheckRequest, error) {
 			Method:    r.Method,
 			Path:      path,
 			Host:      r.Host(),
-			Scheme:    r.URL.Scheme,
+			Scheme:    r.Scheme,
 			Protocol:  "HTTP/1.1",
 			Size:      int64(len(r.Body)),
 			HeaderMap: &corev3.HeaderMap{Headers: headers},

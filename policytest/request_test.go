@@ -32,8 +32,11 @@ func TestParseCurl(t *testing.T) {
 			body: "a=1b=2", ctype: "application/x-www-form-urlencoded", userAgent: curlUserAgent, accept: "*/*"},
 		"--data-binary @file keeps them": {args: []string{"--data-binary", "@" + file, "http://h/"}, method: "POST", host: "h", uri: "/",
 			body: "a=1\r\nb=2\n", ctype: "application/x-www-form-urlencoded", userAgent: curlUserAgent, accept: "*/*"},
-		"no URL":          {args: []string{"-X", "GET"}, err: "no URL"},
-		"a relative URL":  {args: []string{"/x"}, err: "needs a scheme and a host"},
+		"no URL":         {args: []string{"-X", "GET"}, err: "no URL"},
+		"a relative URL": {args: []string{"/x"}, err: "needs a scheme and a host"},
+		"a raw target": {args: []string{"http://h/a b?x=<script>#frag"}, method: "GET", host: "h", uri: "/a b?x=<script>",
+			userAgent: curlUserAgent, accept: "*/*"},
+		"no path":         {args: []string{"http://h?x=1"}, method: "GET", host: "h", uri: "/?x=1", userAgent: curlUserAgent, accept: "*/*"},
 		"two URLs":        {args: []string{"http://a/", "http://b/"}, err: "a second URL"},
 		"missing value":   {args: []string{"http://a/", "-H"}, err: "-H needs a value"},
 		"missing file":    {args: []string{"-d", "@/nonexistent", "http://a/"}, err: "/nonexistent"},
@@ -55,8 +58,8 @@ func TestParseCurl(t *testing.T) {
 			ua, _ := r.header("User-Agent")
 			accept, _ := r.header("Accept")
 			if r.Method != tc.method || r.Host() != tc.host || string(r.Body) != tc.body || ctype != tc.ctype ||
-				ua != tc.userAgent || accept != tc.accept || r.URL.RequestURI() != tc.uri {
-				t.Errorf("got %s %s%s body %q type %q UA %q accept %q", r.Method, r.Host(), r.URL.RequestURI(), r.Body, ctype, ua, accept)
+				ua != tc.userAgent || accept != tc.accept || r.Target != tc.uri {
+				t.Errorf("got %s %s%s body %q type %q UA %q accept %q", r.Method, r.Host(), r.Target, r.Body, ctype, ua, accept)
 			}
 		})
 	}
