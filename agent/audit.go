@@ -56,6 +56,9 @@ type AuditRule struct {
 	ID       int    `json:"id"`
 	Msg      string `json:"msg"`
 	Severity string `json:"severity,omitempty"`
+	// Targets are the variables it matched ("ARGS_GET:id"), as a WAFPolicy
+	// exclusion names them.
+	Targets []string `json:"targets,omitempty"`
 }
 
 // AuditLog writes one JSON object per line. It is safe for concurrent use;

@@ -1,10 +1,12 @@
 package agent
 
 import (
+	"slices"
 	"strconv"
 
 	"github.com/corazawaf/coraza/v3/experimental/plugins/plugintypes"
 	"github.com/corazawaf/coraza/v3/types"
+	"github.com/corazawaf/coraza/v3/types/variables"
 )
 
 // logFlagged is implemented by Coraza's matched rules. A rule marked both
@@ -29,7 +31,7 @@ func matched(tx types.Transaction) (rules []AuditRule, inbound, outbound int) {
 		if lf, ok := mr.(logFlagged); ok && !lf.Log() && !lf.Audit() {
 			continue
 		}
-		r := AuditRule{ID: mr.Rule().ID(), Msg: mr.Message()}
+		r := AuditRule{ID: mr.Rule().ID(), Msg: mr.Message(), Targets: targets(mr)}
 		if sev := mr.Rule().Severity(); sev != types.RuleSeverityUnset {
 			r.Severity = sev.String()
 		}
@@ -38,6 +40,27 @@ func matched(tx types.Transaction) (rules []AuditRule, inbound, outbound int) {
 	inbound = txInt(tx, "blocking_inbound_anomaly_score", "inbound_anomaly_score")
 	outbound = txInt(tx, "blocking_outbound_anomaly_score", "outbound_anomaly_score")
 	return rules, inbound, outbound
+}
+
+// targets names what a rule matched, as exclusions name it ("ARGS_GET:id",
+// "REQUEST_HEADERS:user-agent", "REQUEST_FILENAME"), each once, in match
+// order: what a person tuning the policy needs to exclude the narrowest
+// thing.
+func targets(mr types.MatchedRule) []string {
+	var out []string
+	for _, md := range mr.MatchedDatas() {
+		if md.Variable() == variables.Unknown {
+			continue // an action without a variable, such as a score report
+		}
+		t := md.Variable().Name()
+		if md.Key() != "" {
+			t += ":" + md.Key()
+		}
+		if !slices.Contains(out, t) {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // txInt reads the first of the given CRS transaction variables that holds

@@ -30,11 +30,12 @@ type Result struct {
 	Rules        []Rule `json:"rules"`
 }
 
-// Rule is a matched rule.
+// Rule is a matched rule, and the variables it matched.
 type Rule struct {
-	ID       int    `json:"id"`
-	Msg      string `json:"msg"`
-	Severity string `json:"severity,omitempty"`
+	ID       int      `json:"id"`
+	Msg      string   `json:"msg"`
+	Severity string   `json:"severity,omitempty"`
+	Targets  []string `json:"targets,omitempty"`
 }
 
 // NewResult reports an evaluation.
@@ -45,7 +46,7 @@ func NewResult(e agent.Evaluation) Result {
 		r.Verdict = Unprotected
 	}
 	for _, m := range e.Rules {
-		r.Rules = append(r.Rules, Rule{ID: m.ID, Msg: m.Msg, Severity: m.Severity})
+		r.Rules = append(r.Rules, Rule{ID: m.ID, Msg: m.Msg, Severity: m.Severity, Targets: m.Targets})
 	}
 	return r
 }
@@ -79,6 +80,9 @@ func (r Result) WriteText(w io.Writer) error {
 		fmt.Fprintf(&b, "  %d  %s", m.ID, m.Msg)
 		if m.Severity != "" {
 			fmt.Fprintf(&b, "  [%s]", m.Severity)
+		}
+		if len(m.Targets) > 0 {
+			fmt.Fprintf(&b, "  in %s", strings.Join(m.Targets, ", "))
 		}
 		b.WriteString("\n")
 	}
