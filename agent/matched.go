@@ -49,8 +49,12 @@ func matched(tx types.Transaction) (rules []AuditRule, inbound, outbound int) {
 func targets(mr types.MatchedRule) []string {
 	var out []string
 	for _, md := range mr.MatchedDatas() {
-		if md.Variable() == variables.Unknown {
-			continue // an action without a variable, such as a score report
+		switch md.Variable() {
+		case variables.Unknown, variables.MatchedVars, variables.MatchedVar, variables.MatchedVarsNames, variables.MatchedVarName:
+			// An action without a variable (a score report), or a chained
+			// rule looking at what its first rule matched, which that
+			// rule's own targets already name.
+			continue
 		}
 		t := md.Variable().Name()
 		if md.Key() != "" {

@@ -28,18 +28,44 @@ type Policies struct {
 	Warnings []string
 }
 
-// Load reads the manifests under path (a folder or one file) and compiles
-// every host policy they give. A document the control plane would reject
-// is an error here, naming the file.
-func Load(path string) (*Policies, error) {
+// readManifests reads the manifests under path as the control plane
+// would; a document it would reject is an error naming the file.
+func readManifests(path string) (store.Objects, error) {
 	objs, rejected, err := watch.Load(path, func(spec v1alpha1.WAFPolicySpec) error {
 		return seclang.ValidateCustomRules(spec.CustomRules)
 	})
 	if err != nil {
-		return nil, err
+		return store.Objects{}, err
 	}
 	if len(rejected) > 0 {
-		return nil, fmt.Errorf("rejected manifests:\n  %w", errors.Join(rejected...))
+		return store.Objects{}, fmt.Errorf("rejected manifests:\n  %w", errors.Join(rejected...))
+	}
+	return objs, nil
+}
+
+// PolicySpecs are the WAFPolicy specs of the manifests under path, by
+// "namespace/name".
+func PolicySpecs(path string) (map[string]v1alpha1.WAFPolicySpec, error) {
+	objs, err := readManifests(path)
+	if err != nil {
+		return nil, err
+	}
+	specs := map[string]v1alpha1.WAFPolicySpec{}
+	for _, p := range objs.Policies {
+		if p.Spec != nil {
+			specs[p.Ref.NamespacedName()] = *p.Spec
+		}
+	}
+	return specs, nil
+}
+
+// Load reads the manifests under path (a folder or one file) and compiles
+// every host policy they give. A document the control plane would reject
+// is an error here, naming the file.
+func Load(path string) (*Policies, error) {
+	objs, err := readManifests(path)
+	if err != nil {
+		return nil, err
 	}
 	db := store.New()
 	if err := db.Replace(objs); err != nil {

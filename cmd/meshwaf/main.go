@@ -10,13 +10,16 @@ import (
 	"os"
 	"slices"
 
+	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/policytest"
+	"github.com/meshwaf/meshwaf/tune"
 )
 
 const usage = `meshwaf: WAFPolicy tooling.
 
 Usage:
   meshwaf test -f DIR|FILE [-o text|json] [--expect VERDICT] [--gateway NS/NAME] CURL-ARGS...
+  meshwaf tune --audit FILE [-f DIR|FILE]
 
 test evaluates one request against the policies of the manifests (WAFPolicy
 objects and the Istio or Gateway API objects that give them hosts), as a
@@ -36,6 +39,18 @@ anomaly score and the matched rules with their messages.
   --gateway NS/NAME    the gateway whose proxies send the request (default: the first with a
                        policy for the host, by name)
 
+tune reads an agent's audit log and proposes the narrowest exclusions for
+its detections: per policy, one exclusion per request path and matched
+variable, listing the rules it excludes there. It prints YAML: the findings
+and what replaying the log with the exclusions would change (from the
+excluded rules' anomaly scores) as comments, then each policy. With -f, a
+policy found in the manifests is printed whole, its exclusions followed by
+the new ones, ready for kubectl apply after review; otherwise the
+exclusions to add. Review before applying: the log holds real attacks too.
+
+  --audit FILE         the agent's audit log (--audit-log), one JSON record per line
+  -f, --file PATH      the manifests the policies come from
+
 Exit status: 0 done (and as expected), 1 not the expected verdict, 2 usage or manifest errors.
 `
 
@@ -46,15 +61,57 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprint(stdout, usage)
 		return 0
 	}
-	if args[0] != "test" {
+	commands := map[string]func([]string, io.Writer, io.Writer) (int, error){"test": test, "tune": tuneCommand}
+	command, ok := commands[args[0]]
+	if !ok {
 		fmt.Fprintf(stderr, "meshwaf: unknown command %q\n\n%s", args[0], usage)
 		return 2
 	}
-	code, err := test(args[1:], stdout, stderr)
+	code, err := command(args[1:], stdout, stderr)
 	if err != nil {
-		fmt.Fprintf(stderr, "meshwaf test: %v\n", err)
+		fmt.Fprintf(stderr, "meshwaf %s: %v\n", args[0], err)
 	}
 	return code
+}
+
+func tuneCommand(args []string, stdout, _ io.Writer) (int, error) {
+	var auditPath, manifests string
+	for i := 0; i < len(args); i++ {
+		if i+1 >= len(args) {
+			return 2, fmt.Errorf("%s needs a value", args[i])
+		}
+		switch args[i] {
+		case "--audit":
+			auditPath = args[i+1]
+		case "-f", "--file":
+			manifests = args[i+1]
+		default:
+			return 2, fmt.Errorf("unknown option %s", args[i])
+		}
+		i++
+	}
+	if auditPath == "" {
+		return 2, errors.New("--audit FILE is required")
+	}
+	f, err := os.Open(auditPath)
+	if err != nil {
+		return 2, err
+	}
+	defer f.Close()
+	lines, err := tune.ReadLines(f)
+	if err != nil {
+		return 2, fmt.Errorf("%s: %w", auditPath, err)
+	}
+	specs := map[string]v1alpha1.WAFPolicySpec{}
+	if manifests != "" {
+		if specs, err = policytest.PolicySpecs(manifests); err != nil {
+			return 2, err
+		}
+	}
+	if err := tune.Write(stdout, lines, specs); err != nil {
+		return 2, err
+	}
+	return 0, nil
 }
 
 // testFlags are meshwaf test's own options; everything else is curl's.

@@ -91,3 +91,23 @@ func TestTestRejectsBadInput(t *testing.T) {
 		})
 	}
 }
+
+// meshwaf tune reads an audit log and prints the demo policy whole with
+// the proposed exclusion, ready to apply.
+func TestTune(t *testing.T) {
+	log := filepath.Join(t.TempDir(), "audit.log")
+	line := `{"policy":"shop/shop","host":"shop.example.com","path":"/comments","action":"blocked","anomaly_score":5,` +
+		`"rules":[{"id":942260,"msg":"SQL auth bypass","severity":"critical","targets":["ARGS:comment"]}]}` + "\n"
+	if err := os.WriteFile(log, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runMeshwaf(t, "tune", "--audit", log, "-f", demo)
+	for _, want := range []string{"kind: WAFPolicy", "- /comments", "- ARGS:comment", "- \"942260\"", "0 of 1 blocked requests still blocked"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("exit %d, stderr %q; output lacks %q:\n%s", code, errs, want, out)
+		}
+	}
+	if code, _, errs := runMeshwaf(t, "tune", "-f", demo); code != 2 || !strings.Contains(errs, "--audit FILE is required") {
+		t.Errorf("without --audit: exit %d, stderr %q", code, errs)
+	}
+}
