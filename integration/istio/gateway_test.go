@@ -135,34 +135,33 @@ const host, benign, sqli = "shop.example.com", "/products?category=shoes", "/?id
 func TestIstioGatewayEnforcesTheDemoPolicy(t *testing.T) {
 	dm := startDemo(t)
 	g := dm.startGateway(t)
-	reloads := checkEnforced(t, dm.c, g)
-	switchModeAndBack(t, dm.c, g, "examples/demo/wafpolicy.yaml", reloads)
+	checkEnforced(t, dm.c, g)
+	switchModeAndBack(t, dm.c, g, "examples/demo/wafpolicy.yaml", demoGateway, host)
 	waitProgrammed(t, dm.c, "shop", 10*time.Second)
 }
 
 // checkEnforced checks that gateway g enforces the policy shop on host: a
 // benign request passes (within a minute of the gateway's start), SQLi is
 // blocked, the policy is Programmed and g's own /stats shows the ECDS
-// updates it applied, whose count it returns.
-func checkEnforced(t *testing.T, c *kube.Cluster, g *Gateway) uint64 {
+// updates it applied.
+func checkEnforced(t *testing.T, c *kube.Cluster, g *Gateway) {
 	t.Helper()
 	waitStatus(t, demoGateway, host, benign, http.StatusOK, time.Minute)
 	waitStatus(t, demoGateway, host, sqli, http.StatusForbidden, 10*time.Second)
 	waitProgrammed(t, c, "shop", 10*time.Second)
-	reloads := ecdsReloads(t, g)
-	if reloads == 0 {
+	if ecdsReloads(t, g) == 0 {
 		t.Fatalf("the gateway's /stats shows no ECDS update of %s with the chart's stats inclusion", stack.ECDSStatPrefix)
 	}
-	return reloads
 }
 
 // switchModeAndBack edits the policy of file (mode: Prevent) to Detect
-// and back and checks that each edit takes effect on gateway g within 2 s
-// (SQLi answered 200, then 403), shows in its own /stats (ECDS updates
-// above reloads), and leaves the benign request passing and g's Envoy
-// running as it was.
-func switchModeAndBack(t *testing.T, c *kube.Cluster, g *Gateway, file string, reloads uint64) {
+// and back and checks that each edit takes effect on proxy g within 2 s
+// (SQLi to host through base answered 200, then 403), shows in g's own
+// /stats (more ECDS updates each time), and leaves the benign request
+// passing and g's Envoy running as it was.
+func switchModeAndBack(t *testing.T, c *kube.Cluster, g *Gateway, file, base, host string) {
 	t.Helper()
+	reloads := ecdsReloads(t, g)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	envoyPID, err := g.EnvoyPID()
@@ -182,15 +181,15 @@ func switchModeAndBack(t *testing.T, c *kube.Cluster, g *Gateway, file string, r
 		if _, err := c.Apply(ctx, []byte(edited)); err != nil {
 			t.Fatal(err)
 		}
-		waitStatus(t, demoGateway, host, sqli, step.want, 2*time.Second)
-		t.Logf("mode %s: SQLi answered %d after %s", step.mode, step.want, time.Since(start).Round(time.Millisecond))
+		waitStatus(t, base, host, sqli, step.want, 2*time.Second)
+		t.Logf("mode %s: SQLi to %s answered %d after %s", step.mode, host, step.want, time.Since(start).Round(time.Millisecond))
 		if got := ecdsReloads(t, g); got <= reloads {
 			t.Errorf("mode %s: ECDS updates in the gateway's /stats stayed at %d", step.mode, got)
 		} else {
 			reloads = got
 		}
 	}
-	if got := status(t, demoGateway, host, benign); got != http.StatusOK {
+	if got := status(t, base, host, benign); got != http.StatusOK {
 		t.Errorf("benign request at the end: %d, want 200", got)
 	}
 	if pid, err := g.EnvoyPID(); err != nil || pid != envoyPID {

@@ -52,8 +52,8 @@ func TestGatewayAPIGatewayDeployedByIstiod(t *testing.T) {
 		t.Fatalf("Deployment %s/%s that istiod generated: %v", dep.Namespace, dep.Name, err)
 	}
 
-	reloads := checkEnforced(t, c, g)
-	switchModeAndBack(t, c, g, "examples/gateway-api/wafpolicy.yaml", reloads)
+	checkEnforced(t, c, g)
+	switchModeAndBack(t, c, g, "examples/gateway-api/wafpolicy.yaml", demoGateway, host)
 	waitGatewayCondition(t, c, gatewayNamespace, "public", "Programmed", 30*time.Second)
 }
 

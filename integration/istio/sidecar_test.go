@@ -257,28 +257,7 @@ func TestSidecarsEnforceAServicePolicy(t *testing.T) {
 		t.Errorf("no audit line of a block by policy shop/b naming a as the caller:\n%s", audit)
 	}
 
-	envoyPID, err := b.proxy.EnvoyPID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	policy, err := os.ReadFile(filepath.Join(kube.RepoRoot(), "examples/east-west/wafpolicy.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, step := range []struct {
-		mode string
-		want int
-	}{{"Detect", http.StatusOK}, {"Prevent", http.StatusForbidden}} {
-		start := time.Now()
-		if _, err := c.Apply(ctx, []byte(strings.Replace(string(policy), "mode: Prevent", "mode: "+step.mode, 1))); err != nil {
-			t.Fatal(err)
-		}
-		waitStatus(t, through, "b:8080", sqli, step.want, 2*time.Second)
-		t.Logf("mode %s: SQLi to b answered %d after %s", step.mode, step.want, time.Since(start).Round(time.Millisecond))
-	}
-	if pid, err := b.proxy.EnvoyPID(); err != nil || pid != envoyPID {
-		t.Errorf("b's Envoy is pid %d (%v), was %d: it must not restart", pid, err, envoyPID)
-	}
+	switchModeAndBack(t, c, b.proxy, "examples/east-west/wafpolicy.yaml", through, "b:8080")
 }
 
 // auditHas says whether one line of audit holds every one of parts.
