@@ -141,8 +141,11 @@ func New(cfg Config) (*Agent, error) {
 	// The gRPC server starts its stream workers at once, so it is created
 	// only when New can no longer fail.
 	a.grpcSrv = grpc.NewServer(serverOptions(cfg.MaxRequestBytes)...)
+	// Shadow inspections take at most half the workers' share of CPU
+	// (shadow.go).
 	a.in = &inspector{reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,
-		log: cfg.Logger.With("component", "inspector"), now: time.Now}
+		log: cfg.Logger.With("component", "inspector"), now: time.Now,
+		shadowSlots: make(chan struct{}, max(1, cfg.InspectionWorkers/2))}
 	in := a.in
 	authv3.RegisterAuthorizationServer(a.grpcSrv, &authzServer{in: in})
 	extprocv3.RegisterExternalProcessorServer(a.grpcSrv, &procServer{in: in})

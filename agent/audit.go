@@ -39,9 +39,12 @@ type AuditRecord struct {
 	Policy          string `json:"policy"`
 	PolicyVersion   string `json:"policy_version"`
 	Mode            string `json:"mode"`
-	Action          string `json:"action"`
-	Status          int    `json:"status,omitempty"`
-	Reason          string `json:"reason,omitempty"`
+	// Shadow marks the findings of the policy's shadow configuration
+	// (shadow.go): Action is then what the shadow would have done.
+	Shadow bool   `json:"shadow,omitempty"`
+	Action string `json:"action"`
+	Status int    `json:"status,omitempty"`
+	Reason string `json:"reason,omitempty"`
 	// ResponseStatus is the upstream's status, when the response was
 	// inspected (ext_proc).
 	ResponseStatus int `json:"response_status,omitempty"`

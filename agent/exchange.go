@@ -54,6 +54,7 @@ type exchange struct {
 	observe bool
 
 	tx       types.Transaction // nil if creating it failed
+	body     []byte            // the request body Envoy sent, for the shadow
 	txID     string
 	spent    time.Duration // time inside Coraza
 	lastStep time.Duration // of that, the last step's
@@ -226,8 +227,13 @@ func (x *exchange) phase1() {
 			return
 		}
 	}
-	tx, r := x.tx, x.req
 	x.ran = true
+	x.interrupt(requestHeaders(x.tx, x.req))
+}
+
+// requestHeaders hands r's connection, request line and headers to tx and
+// runs phase 1.
+func requestHeaders(tx types.Transaction, r *httpRequest) *types.Interruption {
 	tx.ProcessConnection(r.clientIP, r.clientPort, r.serverIP, r.serverPort)
 	tx.ProcessURI(r.uri, r.method, r.protocol)
 	for _, h := range r.headers {
@@ -236,13 +242,14 @@ func (x *exchange) phase1() {
 	if r.host != "" {
 		tx.SetServerName(r.host)
 	}
-	x.interrupt(tx.ProcessRequestHeaders())
+	return tx.ProcessRequestHeaders()
 }
 
 // phase2 runs the request body phase. Only the policy's first limit bytes
 // are inspected; a longer body is settled by overLimit, and inspect false
 // never looks at it.
 func (x *exchange) phase2(body []byte, partial bool) {
+	x.body = body
 	if x.blocked() {
 		return
 	}
@@ -288,6 +295,9 @@ func (x *exchange) finish() verdict {
 	x.settle(&v)
 	x.v = v
 	x.in.record(x, &v)
+	if x.entry.shadow != nil && x.ran && !x.overloaded() {
+		x.in.startShadow(x.entry, x.req, x.body, v.txID)
+	}
 	return v
 }
 

@@ -31,6 +31,9 @@ type inspector struct {
 	// steps runs the phases that have a deadline; nil starts a goroutine
 	// per phase.
 	steps *stepRunner
+	// shadowSlots bounds the shadow inspections running at once
+	// (shadow.go); nil (a zero-capacity channel) shadows nothing.
+	shadowSlots chan struct{}
 }
 
 // begin finds the policy for r among the calling gateways and starts an

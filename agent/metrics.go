@@ -26,6 +26,7 @@ const noPolicyLabel = "(none)"
 
 type metrics struct {
 	requests        *prometheus.CounterVec
+	shadow          *prometheus.CounterVec
 	ruleHits        *prometheus.CounterVec
 	latency         *prometheus.HistogramVec
 	compileFailures prometheus.Counter
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshwaf_agent_requests_total",
 			Help: "Requests answered, by the gateway and host pattern of the policy that applied, and verdict.",
+		}, []string{"gateway", "host", "verdict"}),
+		shadow: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "meshwaf_agent_shadow_requests_total",
+			Help: "Requests evaluated by a policy's shadow configuration, by the gateway and host pattern of the policy and what the shadow would have done (blocked, detected, allowed), or skipped when every shadow slot was busy.",
 		}, []string{"gateway", "host", "verdict"}),
 		ruleHits: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "meshwaf_agent_rule_hits_total",
@@ -73,7 +78,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "1 while a policy stream to the control plane is established.",
 		}),
 	}
-	for _, c := range []prometheus.Collector{m.requests, m.ruleHits, m.latency, m.compileFailures,
+	for _, c := range []prometheus.Collector{m.requests, m.shadow, m.ruleHits, m.latency, m.compileFailures,
 		m.policies, m.policyInfo, m.wafs, m.connected} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

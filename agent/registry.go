@@ -37,6 +37,9 @@ type Entry struct {
 	Version string
 	Policy  *agentapi.HostPolicy
 	waf     *sharedWAF
+	// shadow is the WAF of the policy's shadow configuration, nil without
+	// one (shadow.go).
+	shadow *sharedWAF
 }
 
 // sharedWAF is one compiled WAF, shared by every entry whose rendered
@@ -82,6 +85,21 @@ func (r *Registry) Prepare(name, version string, p *agentapi.HostPolicy) (*Entry
 	if p.GetMode() == agentapi.Mode_MODE_OFF {
 		return e, nil
 	}
+	var err error
+	if e.waf, err = r.compiled(p); err != nil {
+		return nil, err
+	}
+	if p.GetShadow() != nil {
+		if e.shadow, err = r.compiled(shadowPolicy(p)); err != nil {
+			return nil, fmt.Errorf("shadow: %w", err)
+		}
+	}
+	return e, nil
+}
+
+// compiled renders p and returns its WAF, compiling it unless a WAF of the
+// same directives is held.
+func (r *Registry) compiled(p *agentapi.HostPolicy) (*sharedWAF, error) {
 	directives, err := seclang.Render(p)
 	if err != nil {
 		return nil, fmt.Errorf("render: %w", err)
@@ -89,8 +107,7 @@ func (r *Registry) Prepare(name, version string, p *agentapi.HostPolicy) (*Entry
 	sum := sha256.Sum256([]byte(directives))
 	key := hex.EncodeToString(sum[:8])
 	if w := r.cached(key); w != nil {
-		e.waf = w
-		return e, nil
+		return w, nil
 	}
 	v, err, _ := r.flight.Do(key, func() (any, error) {
 		waf, err := r.compile(directives)
@@ -106,8 +123,7 @@ func (r *Registry) Prepare(name, version string, p *agentapi.HostPolicy) (*Entry
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
-	e.waf = v.(*sharedWAF)
-	return e, nil
+	return v.(*sharedWAF), nil
 }
 
 func (r *Registry) cached(key string) *sharedWAF {
@@ -128,8 +144,10 @@ func (r *Registry) Replace(entries map[string]*Entry) {
 			next[gw] = map[string]*Entry{}
 		}
 		next[gw][host] = e
-		if e.waf != nil {
-			used[e.waf.key] = true
+		for _, w := range []*sharedWAF{e.waf, e.shadow} {
+			if w != nil {
+				used[w.key] = true
+			}
 		}
 	}
 	r.table.Store(&next)

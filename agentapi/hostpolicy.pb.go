@@ -258,7 +258,11 @@ type HostPolicy struct {
 	ResponseBody *ResponseBody `protobuf:"bytes,12,opt,name=response_body,json=responseBody,proto3" json:"response_body,omitempty"`
 	// FailureMode is how the agent answers a request it cannot inspect in
 	// time (it is overloaded), as Envoy answers when no agent does.
-	FailureMode   FailureMode `protobuf:"varint,13,opt,name=failure_mode,json=failureMode,proto3,enum=meshwaf.agent.v1.FailureMode" json:"failure_mode,omitempty"`
+	FailureMode FailureMode `protobuf:"varint,13,opt,name=failure_mode,json=failureMode,proto3,enum=meshwaf.agent.v1.FailureMode" json:"failure_mode,omitempty"`
+	// Shadow, when set, is a second configuration evaluated beside this one
+	// on the same requests, whose findings are audited and counted apart and
+	// never change the verdict.
+	Shadow        *Shadow `protobuf:"bytes,14,opt,name=shadow,proto3" json:"shadow,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -384,6 +388,68 @@ func (x *HostPolicy) GetFailureMode() FailureMode {
 	return FailureMode_FAILURE_MODE_UNSPECIFIED
 }
 
+func (x *HostPolicy) GetShadow() *Shadow {
+	if x != nil {
+		return x.Shadow
+	}
+	return nil
+}
+
+// Shadow is its HostPolicy with another rule set and more exclusions,
+// always in detection: what a change to the policy would find.
+type Shadow struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Crs   *CoreRuleSet           `protobuf:"bytes,1,opt,name=crs,proto3" json:"crs,omitempty"`
+	// Exclusions are added to the policy's.
+	Exclusions    []*Exclusion `protobuf:"bytes,2,rep,name=exclusions,proto3" json:"exclusions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Shadow) Reset() {
+	*x = Shadow{}
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Shadow) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Shadow) ProtoMessage() {}
+
+func (x *Shadow) ProtoReflect() protoreflect.Message {
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Shadow.ProtoReflect.Descriptor instead.
+func (*Shadow) Descriptor() ([]byte, []int) {
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *Shadow) GetCrs() *CoreRuleSet {
+	if x != nil {
+		return x.Crs
+	}
+	return nil
+}
+
+func (x *Shadow) GetExclusions() []*Exclusion {
+	if x != nil {
+		return x.Exclusions
+	}
+	return nil
+}
+
 type CoreRuleSet struct {
 	state                    protoimpl.MessageState `protogen:"open.v1"`
 	ParanoiaLevel            int32                  `protobuf:"varint,1,opt,name=paranoia_level,json=paranoiaLevel,proto3" json:"paranoia_level,omitempty"`                                    // 1..4
@@ -396,7 +462,7 @@ type CoreRuleSet struct {
 
 func (x *CoreRuleSet) Reset() {
 	*x = CoreRuleSet{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[1]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -408,7 +474,7 @@ func (x *CoreRuleSet) String() string {
 func (*CoreRuleSet) ProtoMessage() {}
 
 func (x *CoreRuleSet) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[1]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -421,7 +487,7 @@ func (x *CoreRuleSet) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CoreRuleSet.ProtoReflect.Descriptor instead.
 func (*CoreRuleSet) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{1}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *CoreRuleSet) GetParanoiaLevel() int32 {
@@ -465,7 +531,7 @@ type Exclusion struct {
 
 func (x *Exclusion) Reset() {
 	*x = Exclusion{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[2]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +543,7 @@ func (x *Exclusion) String() string {
 func (*Exclusion) ProtoMessage() {}
 
 func (x *Exclusion) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[2]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +556,7 @@ func (x *Exclusion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Exclusion.ProtoReflect.Descriptor instead.
 func (*Exclusion) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{2}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Exclusion) GetRuleIds() []string {
@@ -532,7 +598,7 @@ type RequestBody struct {
 
 func (x *RequestBody) Reset() {
 	*x = RequestBody{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[3]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -544,7 +610,7 @@ func (x *RequestBody) String() string {
 func (*RequestBody) ProtoMessage() {}
 
 func (x *RequestBody) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[3]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -557,7 +623,7 @@ func (x *RequestBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RequestBody.ProtoReflect.Descriptor instead.
 func (*RequestBody) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{3}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *RequestBody) GetInspect() bool {
@@ -591,7 +657,7 @@ type ResponseBody struct {
 
 func (x *ResponseBody) Reset() {
 	*x = ResponseBody{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -603,7 +669,7 @@ func (x *ResponseBody) String() string {
 func (*ResponseBody) ProtoMessage() {}
 
 func (x *ResponseBody) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[4]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -616,7 +682,7 @@ func (x *ResponseBody) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResponseBody.ProtoReflect.Descriptor instead.
 func (*ResponseBody) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{4}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ResponseBody) GetInspect() bool {
@@ -644,7 +710,7 @@ type BlockResponse struct {
 
 func (x *BlockResponse) Reset() {
 	*x = BlockResponse{}
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -656,7 +722,7 @@ func (x *BlockResponse) String() string {
 func (*BlockResponse) ProtoMessage() {}
 
 func (x *BlockResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agentapi_hostpolicy_proto_msgTypes[5]
+	mi := &file_agentapi_hostpolicy_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -669,7 +735,7 @@ func (x *BlockResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use BlockResponse.ProtoReflect.Descriptor instead.
 func (*BlockResponse) Descriptor() ([]byte, []int) {
-	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{5}
+	return file_agentapi_hostpolicy_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *BlockResponse) GetStatus() int32 {
@@ -697,7 +763,7 @@ var File_agentapi_hostpolicy_proto protoreflect.FileDescriptor
 
 const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	"\n" +
-	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xfb\x04\n" +
+	"\x19agentapi/hostpolicy.proto\x12\x10meshwaf.agent.v1\"\xad\x05\n" +
 	"\n" +
 	"HostPolicy\x12\x18\n" +
 	"\agateway\x18\x01 \x01(\tR\agateway\x12\x12\n" +
@@ -715,7 +781,13 @@ const file_agentapi_hostpolicy_proto_rawDesc = "" +
 	" \x01(\v2\x1f.meshwaf.agent.v1.BlockResponseR\rblockResponse\x122\n" +
 	"\x05audit\x18\v \x01(\x0e2\x1c.meshwaf.agent.v1.AuditLevelR\x05audit\x12C\n" +
 	"\rresponse_body\x18\f \x01(\v2\x1e.meshwaf.agent.v1.ResponseBodyR\fresponseBody\x12@\n" +
-	"\ffailure_mode\x18\r \x01(\x0e2\x1d.meshwaf.agent.v1.FailureModeR\vfailureMode\"\xd5\x01\n" +
+	"\ffailure_mode\x18\r \x01(\x0e2\x1d.meshwaf.agent.v1.FailureModeR\vfailureMode\x120\n" +
+	"\x06shadow\x18\x0e \x01(\v2\x18.meshwaf.agent.v1.ShadowR\x06shadow\"v\n" +
+	"\x06Shadow\x12/\n" +
+	"\x03crs\x18\x01 \x01(\v2\x1d.meshwaf.agent.v1.CoreRuleSetR\x03crs\x12;\n" +
+	"\n" +
+	"exclusions\x18\x02 \x03(\v2\x1b.meshwaf.agent.v1.ExclusionR\n" +
+	"exclusions\"\xd5\x01\n" +
 	"\vCoreRuleSet\x12%\n" +
 	"\x0eparanoia_level\x18\x01 \x01(\x05R\rparanoiaLevel\x12:\n" +
 	"\x19inbound_anomaly_threshold\x18\x02 \x01(\x05R\x17inboundAnomalyThreshold\x12<\n" +
@@ -774,34 +846,38 @@ func file_agentapi_hostpolicy_proto_rawDescGZIP() []byte {
 }
 
 var file_agentapi_hostpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_agentapi_hostpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_agentapi_hostpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_agentapi_hostpolicy_proto_goTypes = []any{
 	(Mode)(0),             // 0: meshwaf.agent.v1.Mode
 	(FailureMode)(0),      // 1: meshwaf.agent.v1.FailureMode
 	(OverLimit)(0),        // 2: meshwaf.agent.v1.OverLimit
 	(AuditLevel)(0),       // 3: meshwaf.agent.v1.AuditLevel
 	(*HostPolicy)(nil),    // 4: meshwaf.agent.v1.HostPolicy
-	(*CoreRuleSet)(nil),   // 5: meshwaf.agent.v1.CoreRuleSet
-	(*Exclusion)(nil),     // 6: meshwaf.agent.v1.Exclusion
-	(*RequestBody)(nil),   // 7: meshwaf.agent.v1.RequestBody
-	(*ResponseBody)(nil),  // 8: meshwaf.agent.v1.ResponseBody
-	(*BlockResponse)(nil), // 9: meshwaf.agent.v1.BlockResponse
+	(*Shadow)(nil),        // 5: meshwaf.agent.v1.Shadow
+	(*CoreRuleSet)(nil),   // 6: meshwaf.agent.v1.CoreRuleSet
+	(*Exclusion)(nil),     // 7: meshwaf.agent.v1.Exclusion
+	(*RequestBody)(nil),   // 8: meshwaf.agent.v1.RequestBody
+	(*ResponseBody)(nil),  // 9: meshwaf.agent.v1.ResponseBody
+	(*BlockResponse)(nil), // 10: meshwaf.agent.v1.BlockResponse
 }
 var file_agentapi_hostpolicy_proto_depIdxs = []int32{
-	0, // 0: meshwaf.agent.v1.HostPolicy.mode:type_name -> meshwaf.agent.v1.Mode
-	5, // 1: meshwaf.agent.v1.HostPolicy.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
-	6, // 2: meshwaf.agent.v1.HostPolicy.exclusions:type_name -> meshwaf.agent.v1.Exclusion
-	7, // 3: meshwaf.agent.v1.HostPolicy.request_body:type_name -> meshwaf.agent.v1.RequestBody
-	9, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
-	3, // 5: meshwaf.agent.v1.HostPolicy.audit:type_name -> meshwaf.agent.v1.AuditLevel
-	8, // 6: meshwaf.agent.v1.HostPolicy.response_body:type_name -> meshwaf.agent.v1.ResponseBody
-	1, // 7: meshwaf.agent.v1.HostPolicy.failure_mode:type_name -> meshwaf.agent.v1.FailureMode
-	2, // 8: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
-	9, // [9:9] is the sub-list for method output_type
-	9, // [9:9] is the sub-list for method input_type
-	9, // [9:9] is the sub-list for extension type_name
-	9, // [9:9] is the sub-list for extension extendee
-	0, // [0:9] is the sub-list for field type_name
+	0,  // 0: meshwaf.agent.v1.HostPolicy.mode:type_name -> meshwaf.agent.v1.Mode
+	6,  // 1: meshwaf.agent.v1.HostPolicy.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
+	7,  // 2: meshwaf.agent.v1.HostPolicy.exclusions:type_name -> meshwaf.agent.v1.Exclusion
+	8,  // 3: meshwaf.agent.v1.HostPolicy.request_body:type_name -> meshwaf.agent.v1.RequestBody
+	10, // 4: meshwaf.agent.v1.HostPolicy.block_response:type_name -> meshwaf.agent.v1.BlockResponse
+	3,  // 5: meshwaf.agent.v1.HostPolicy.audit:type_name -> meshwaf.agent.v1.AuditLevel
+	9,  // 6: meshwaf.agent.v1.HostPolicy.response_body:type_name -> meshwaf.agent.v1.ResponseBody
+	1,  // 7: meshwaf.agent.v1.HostPolicy.failure_mode:type_name -> meshwaf.agent.v1.FailureMode
+	5,  // 8: meshwaf.agent.v1.HostPolicy.shadow:type_name -> meshwaf.agent.v1.Shadow
+	6,  // 9: meshwaf.agent.v1.Shadow.crs:type_name -> meshwaf.agent.v1.CoreRuleSet
+	7,  // 10: meshwaf.agent.v1.Shadow.exclusions:type_name -> meshwaf.agent.v1.Exclusion
+	2,  // 11: meshwaf.agent.v1.RequestBody.over_limit:type_name -> meshwaf.agent.v1.OverLimit
+	12, // [12:12] is the sub-list for method output_type
+	12, // [12:12] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_agentapi_hostpolicy_proto_init() }
@@ -815,7 +891,7 @@ func file_agentapi_hostpolicy_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agentapi_hostpolicy_proto_rawDesc), len(file_agentapi_hostpolicy_proto_rawDesc)),
 			NumEnums:      4,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

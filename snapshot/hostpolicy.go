@@ -34,6 +34,23 @@ var (
 	}
 )
 
+func coreRuleSet(c v1alpha1.CRS) *agentapi.CoreRuleSet {
+	return &agentapi.CoreRuleSet{
+		ParanoiaLevel:            c.ParanoiaLevel,
+		InboundAnomalyThreshold:  c.InboundAnomalyThreshold,
+		OutboundAnomalyThreshold: c.OutboundAnomalyThreshold,
+		EarlyBlocking:            c.EarlyBlocking,
+	}
+}
+
+func exclusions(in []v1alpha1.Exclusion) []*agentapi.Exclusion {
+	var out []*agentapi.Exclusion
+	for _, ex := range in {
+		out = append(out, &agentapi.Exclusion{RuleIds: ex.RuleIDs, Tags: ex.Tags, Paths: ex.Paths, Targets: ex.Targets})
+	}
+	return out
+}
+
 // hostPolicyTemplate converts a policy's spec, with defaults applied, into
 // the HostPolicy every one of its hosts gets (Gateway and Host left empty).
 // PolicyVersion is a digest of that content, so agents and status can tell
@@ -41,14 +58,10 @@ var (
 func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
 	spec := p.Spec.WithDefaults()
 	hp := &agentapi.HostPolicy{
-		Policy: p.Ref.NamespacedName(),
-		Mode:   modes[spec.Mode],
-		Crs: &agentapi.CoreRuleSet{
-			ParanoiaLevel:            spec.CRS.ParanoiaLevel,
-			InboundAnomalyThreshold:  spec.CRS.InboundAnomalyThreshold,
-			OutboundAnomalyThreshold: spec.CRS.OutboundAnomalyThreshold,
-			EarlyBlocking:            spec.CRS.EarlyBlocking,
-		},
+		Policy:      p.Ref.NamespacedName(),
+		Mode:        modes[spec.Mode],
+		Crs:         coreRuleSet(spec.CRS),
+		Exclusions:  exclusions(spec.Exclusions),
 		CustomRules: spec.CustomRules,
 		RequestBody: &agentapi.RequestBody{
 			Inspect:    *spec.RequestBody.Inspect,
@@ -67,13 +80,8 @@ func hostPolicyTemplate(p *store.Policy) (*agentapi.HostPolicy, error) {
 		Audit:       auditLevels[spec.Audit.Log],
 		FailureMode: failureModes[spec.FailureMode],
 	}
-	for _, ex := range spec.Exclusions {
-		hp.Exclusions = append(hp.Exclusions, &agentapi.Exclusion{
-			RuleIds: ex.RuleIDs,
-			Tags:    ex.Tags,
-			Paths:   ex.Paths,
-			Targets: ex.Targets,
-		})
+	if spec.Shadow != nil {
+		hp.Shadow = &agentapi.Shadow{Crs: coreRuleSet(spec.Shadow.CRS), Exclusions: exclusions(spec.Shadow.Exclusions)}
 	}
 	b, err := proto.MarshalOptions{Deterministic: true}.Marshal(hp)
 	if err != nil {

@@ -29,14 +29,11 @@ func (s WAFPolicySpec) WithDefaults() WAFPolicySpec {
 	if s.FailureMode == "" {
 		s.FailureMode = FailureModeClosed
 	}
-	if s.CRS.ParanoiaLevel == 0 {
-		s.CRS.ParanoiaLevel = DefaultParanoiaLevel
-	}
-	if s.CRS.InboundAnomalyThreshold == 0 {
-		s.CRS.InboundAnomalyThreshold = DefaultInboundAnomalyThreshold
-	}
-	if s.CRS.OutboundAnomalyThreshold == 0 {
-		s.CRS.OutboundAnomalyThreshold = DefaultOutboundAnomalyThreshold
+	s.CRS = s.CRS.withDefaults()
+	if s.Shadow != nil {
+		shadow := *s.Shadow
+		shadow.CRS = shadow.CRS.withDefaults()
+		s.Shadow = &shadow
 	}
 	if s.RequestBody.Inspect == nil {
 		inspect := true
@@ -61,6 +58,19 @@ func (s WAFPolicySpec) WithDefaults() WAFPolicySpec {
 		s.Audit.Log = AuditDetected
 	}
 	return s
+}
+
+func (c CRS) withDefaults() CRS {
+	if c.ParanoiaLevel == 0 {
+		c.ParanoiaLevel = DefaultParanoiaLevel
+	}
+	if c.InboundAnomalyThreshold == 0 {
+		c.InboundAnomalyThreshold = DefaultInboundAnomalyThreshold
+	}
+	if c.OutboundAnomalyThreshold == 0 {
+		c.OutboundAnomalyThreshold = DefaultOutboundAnomalyThreshold
+	}
+	return c
 }
 
 var (
@@ -97,36 +107,11 @@ func (s WAFPolicySpec) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("spec.failureMode: %q is not one of Open, Closed", s.FailureMode))
 	}
-	if p := s.CRS.ParanoiaLevel; p < 0 || p > 4 {
-		errs = append(errs, fmt.Errorf("spec.crs.paranoiaLevel: %d is not between 1 and 4", p))
-	}
-	if s.CRS.InboundAnomalyThreshold < 0 || s.CRS.OutboundAnomalyThreshold < 0 {
-		errs = append(errs, errors.New("spec.crs: anomaly thresholds must be positive"))
-	}
-	for i, ex := range s.Exclusions {
-		if len(ex.RuleIDs) == 0 && len(ex.Tags) == 0 {
-			errs = append(errs, fmt.Errorf("spec.exclusions[%d]: at least one rule id or tag is required", i))
-		}
-		for _, tag := range ex.Tags {
-			if !tagPattern.MatchString(tag) {
-				errs = append(errs, fmt.Errorf("spec.exclusions[%d].tags: %q is not a rule tag", i, tag))
-			}
-		}
-		for _, id := range ex.RuleIDs {
-			if !ruleIDPattern.MatchString(id) {
-				errs = append(errs, fmt.Errorf("spec.exclusions[%d].ruleIds: %q is not a rule id or id range", i, id))
-			}
-		}
-		for _, p := range ex.Paths {
-			if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\" \t\n") {
-				errs = append(errs, fmt.Errorf("spec.exclusions[%d].paths: %q is not a path prefix starting with /", i, p))
-			}
-		}
-		for _, t := range ex.Targets {
-			if !targetPattern.MatchString(t) {
-				errs = append(errs, fmt.Errorf("spec.exclusions[%d].targets: %q is not a target like ARGS:name", i, t))
-			}
-		}
+	errs = append(errs, validateCRS("spec.crs", s.CRS)...)
+	errs = append(errs, validateExclusions("spec.exclusions", s.Exclusions)...)
+	if s.Shadow != nil {
+		errs = append(errs, validateCRS("spec.shadow.crs", s.Shadow.CRS)...)
+		errs = append(errs, validateExclusions("spec.shadow.exclusions", s.Shadow.Exclusions)...)
 	}
 	if s.ResponseBody.LimitBytes < 0 {
 		errs = append(errs, errors.New("spec.responseBody.limitBytes: must not be negative"))
@@ -148,4 +133,45 @@ func (s WAFPolicySpec) Validate() error {
 		errs = append(errs, fmt.Errorf("spec.audit.log: %q is not one of Blocked, Detected, All, None", s.Audit.Log))
 	}
 	return errors.Join(errs...)
+}
+
+func validateCRS(field string, c CRS) []error {
+	var errs []error
+	if p := c.ParanoiaLevel; p < 0 || p > 4 {
+		errs = append(errs, fmt.Errorf("%s.paranoiaLevel: %d is not between 1 and 4", field, p))
+	}
+	if c.InboundAnomalyThreshold < 0 || c.OutboundAnomalyThreshold < 0 {
+		errs = append(errs, fmt.Errorf("%s: anomaly thresholds must be positive", field))
+	}
+	return errs
+}
+
+func validateExclusions(field string, exclusions []Exclusion) []error {
+	var errs []error
+	for i, ex := range exclusions {
+		if len(ex.RuleIDs) == 0 && len(ex.Tags) == 0 {
+			errs = append(errs, fmt.Errorf("%s[%d]: at least one rule id or tag is required", field, i))
+		}
+		for _, tag := range ex.Tags {
+			if !tagPattern.MatchString(tag) {
+				errs = append(errs, fmt.Errorf("%s[%d].tags: %q is not a rule tag", field, i, tag))
+			}
+		}
+		for _, id := range ex.RuleIDs {
+			if !ruleIDPattern.MatchString(id) {
+				errs = append(errs, fmt.Errorf("%s[%d].ruleIds: %q is not a rule id or id range", field, i, id))
+			}
+		}
+		for _, p := range ex.Paths {
+			if !strings.HasPrefix(p, "/") || strings.ContainsAny(p, "\" \t\n") {
+				errs = append(errs, fmt.Errorf("%s[%d].paths: %q is not a path prefix starting with /", field, i, p))
+			}
+		}
+		for _, t := range ex.Targets {
+			if !targetPattern.MatchString(t) {
+				errs = append(errs, fmt.Errorf("%s[%d].targets: %q is not a target like ARGS:name", field, i, t))
+			}
+		}
+	}
+	return errs
 }

@@ -37,7 +37,12 @@ func TestValidate(t *testing.T) {
 		"tag only exclusion": {func(s *WAFPolicySpec) {
 			s.Exclusions = []Exclusion{{Tags: []string{"attack-sqli", "paranoia-level/2"}}}
 		}, ""},
-		"tag with quote":            {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{Tags: []string{`a",deny`}}} }, "spec.exclusions[0].tags"},
+		"tag with quote":          {func(s *WAFPolicySpec) { s.Exclusions = []Exclusion{{Tags: []string{`a",deny`}}} }, "spec.exclusions[0].tags"},
+		"PL2 shadow":              {func(s *WAFPolicySpec) { s.Shadow = &Shadow{CRS: CRS{ParanoiaLevel: 2}} }, ""},
+		"shadow paranoia level 5": {func(s *WAFPolicySpec) { s.Shadow = &Shadow{CRS: CRS{ParanoiaLevel: 5}} }, "spec.shadow.crs.paranoiaLevel: 5"},
+		"shadow exclusion injection": {func(s *WAFPolicySpec) {
+			s.Shadow = &Shadow{Exclusions: []Exclusion{{RuleIDs: []string{"1"}, Targets: []string{`ARGS:q",deny`}}}}
+		}, "spec.shadow.exclusions[0].targets"},
 		"negative body limit":       {func(s *WAFPolicySpec) { s.RequestBody.LimitBytes = -1 }, "spec.requestBody.limitBytes"},
 		"unknown over-limit":        {func(s *WAFPolicySpec) { s.RequestBody.OverLimit = "Truncate" }, "spec.requestBody.overLimit"},
 		"block status out of range": {func(s *WAFPolicySpec) { s.BlockResponse.Status = 99 }, "spec.blockResponse.status: 99"},

@@ -98,6 +98,26 @@ type WAFPolicySpec struct {
 	// +optional
 	// +kubebuilder:default={}
 	Audit Audit `json:"audit,omitempty"`
+	// Shadow is a second configuration evaluated beside this one on the
+	// same requests, to see what a change would do on live traffic before
+	// making it: its findings are audited (lines with "shadow": true) and
+	// counted (meshwaf_agent_shadow_requests_total) apart, and never change
+	// a verdict.
+	// +optional
+	Shadow *Shadow `json:"shadow,omitempty"`
+}
+
+// Shadow is what a shadow configuration changes of its policy.
+type Shadow struct {
+	// CRS is the shadow's rule set settings (for example a higher paranoia
+	// level), with the same defaults as the policy's.
+	// +optional
+	// +kubebuilder:default={}
+	CRS CRS `json:"crs,omitempty"`
+	// Exclusions are added to the policy's in the shadow.
+	// +optional
+	// +kubebuilder:validation:MaxItems=128
+	Exclusions []Exclusion `json:"exclusions,omitempty"`
 }
 
 // The kind rule tests for the core group with size(self.group) == 0: gofmt
