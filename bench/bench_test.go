@@ -138,12 +138,21 @@ func checkOverloadAndMemory(t *testing.T, cfg Config, rep *Report) {
 		t.Errorf("overload: %d measurements, want %d", len(rep.Overloads), len(OverloadInFlight))
 	}
 	for _, o := range rep.Overloads {
+		_, accounted, no403 := o.goals()
+		// The smoke run shares CI's two CPUs with other packages under the
+		// race detector: there the agent may not even get to answer by the
+		// deadline, and Envoy answers 503 itself, counted by its ext_authz
+		// error counter. The full run holds the agent to every 503.
+		if !*full && !accounted {
+			accounted = o.accountedWithEnvoy()
+		}
 		if o.Answered() <= 0 || o.Peak <= 0 {
 			t.Errorf("overload: empty measurement: %+v", o)
-		} else if _, accounted, no403 := o.goals(); !accounted || !no403 {
-			t.Errorf("overload at %d in flight: statuses %v (%d without answer), metric +%d, audited %d: want every non-2xx a 503, "+
-				"each counted as verdict overloaded and audited as action overloaded, and no 403",
-				o.InFlight, o.Statuses, o.Errors, o.Metric, o.Audited)
+		} else if !accounted || !no403 {
+			t.Errorf("overload at %d in flight: statuses %v (%d without answer), metric +%d, audited %d, Envoy's ext_authz errors +%d: "+
+				"want every non-2xx a 503, each counted as verdict overloaded and audited as action overloaded (or, in the smoke run, "+
+				"answered by Envoy for an agent too late), and no 403",
+				o.InFlight, o.Statuses, o.Errors, o.Metric, o.Audited, o.EnvoyErrors)
 		}
 	}
 	if len(rep.Memory) != len(cfg.MemoryPolicies) {

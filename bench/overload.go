@@ -65,6 +65,10 @@ type Overload struct {
 	// "overloaded" over the step; Audited the audit lines with action
 	// "overloaded" written meanwhile.
 	Metric, Audited int
+	// EnvoyErrors is the growth of Envoy's ext_authz error counter: calls
+	// the agent did not answer in time, which Envoy answers itself (503,
+	// status_on_error) without the agent counting or auditing them.
+	EnvoyErrors int
 }
 
 // Passed is the 2xx answers per second.
@@ -117,6 +121,13 @@ func (o *Overload) goals() (throughput, accounted, no403 bool) {
 	return throughput, accounted, o.Statuses[http.StatusForbidden] == 0
 }
 
+// accountedWithEnvoy is goals' accounting with the 503s Envoy answered
+// itself for an agent too late (EnvoyErrors) counted too.
+func (o *Overload) accountedWithEnvoy() bool {
+	n503 := o.nonPassed(http.StatusServiceUnavailable)
+	return o.Errors == 0 && o.nonPassed(0) == n503 && o.Metric == o.Audited && o.Metric+o.EnvoyErrors == n503
+}
+
 // measureOverload measures the peak (cfg.PeakTime at cfg.InFlight) and then
 // overload (cfg.Overload at each of OverloadInFlight) through the WAF
 // stack's Envoy. The loops run for a time, not a count of requests: under
@@ -157,6 +168,10 @@ func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayC
 	if err != nil {
 		return err
 	}
+	envoyBefore, err := envoyAuthzErrors(ctx, st)
+	if err != nil {
+		return err
+	}
 	o.Took = cfg.Overload
 	o.InTime, o.Statuses, o.Errors = timedLoop(client, sc, host, o.InFlight, cfg.Overload)
 	// The agent counts and audits a shed request as it answers it, and one
@@ -175,7 +190,26 @@ func overload(ctx context.Context, cfg Config, st *stack.Stack, client *gatewayC
 			break
 		}
 	}
+	envoyAfter, err := envoyAuthzErrors(ctx, st)
+	if err != nil {
+		return err
+	}
+	o.EnvoyErrors = envoyAfter - envoyBefore
 	return st.Alive()
+}
+
+// envoyAuthzErrors sums Envoy's ext_authz error counters (one per HTTP
+// connection manager).
+func envoyAuthzErrors(ctx context.Context, st *stack.Stack) (int, error) {
+	stats, err := st.EnvoyStats(ctx, `ext_authz\.error$`)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, v := range stats {
+		n += int(v)
+	}
+	return n, nil
 }
 
 // overloadCounts reads how many requests the agent has counted as
