@@ -3,6 +3,7 @@ package policytest
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -62,5 +63,26 @@ func TestParseCurl(t *testing.T) {
 				t.Errorf("got %s %s%s body %q type %q UA %q accept %q", r.Method, r.Host(), r.Target, r.Body, ctype, ua, accept)
 			}
 		})
+	}
+}
+
+// Request lines split as a shell splits them.
+func TestShellWords(t *testing.T) {
+	tests := map[string][]string{
+		`curl -H 'Host: a b' "http://h/?q=1"`: {"curl", "-H", "Host: a b", "http://h/?q=1"},
+		`-d "x=\"1\" \$y" 'it''s'`:            {"-d", `x="1" $y`, "its"},
+		`a\ b  c`:                             {"a b", "c"},
+		`-d ''`:                               {"-d", ""},
+	}
+	for line, want := range tests {
+		got, err := shellWords(line)
+		if err != nil || !slices.Equal(got, want) {
+			t.Errorf("shellWords(%s) = %q, %v; want %q", line, got, err, want)
+		}
+	}
+	for _, bad := range []string{`'open`, `"open`} {
+		if _, err := shellWords(bad); err == nil {
+			t.Errorf("shellWords(%s): no error", bad)
+		}
 	}
 }

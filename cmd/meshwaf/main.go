@@ -19,6 +19,7 @@ const usage = `meshwaf: WAFPolicy tooling.
 
 Usage:
   meshwaf test -f DIR|FILE [-o text|json] [--expect VERDICT] [--gateway NS/NAME] CURL-ARGS...
+  meshwaf test -f DIR|FILE [...] --requests FILE | --replay AUDIT-LOG
   meshwaf tune --audit FILE [-f DIR|FILE]
 
 test evaluates one request against the policies of the manifests (WAFPolicy
@@ -38,6 +39,10 @@ anomaly score and the matched rules with their messages.
   --expect VERDICT     exit 1 unless the verdict is VERDICT (blocked, detected, allowed, unprotected)
   --gateway NS/NAME    the gateway whose proxies send the request (default: the first with a
                        policy for the host, by name)
+  --requests FILE      many requests, one per line, each written as curl's arguments (shell
+                       quoting; # comments); one result per request
+  --replay AUDIT-LOG   the requests an agent's audit log records (method, host, path and query:
+                       the log holds no headers or body), each with the action it recorded
 
 tune reads an agent's audit log and proposes the narrowest exclusions for
 its detections: per policy, one exclusion per request path and matched
@@ -117,6 +122,7 @@ func tuneCommand(args []string, stdout, _ io.Writer) (int, error) {
 // testFlags are meshwaf test's own options; everything else is curl's.
 type testFlags struct {
 	file, output, expect, gateway string
+	requests, replay              string
 	curl                          []string
 }
 
@@ -133,6 +139,10 @@ func parseTestFlags(args []string) (testFlags, error) {
 			target = &f.expect
 		case "--gateway":
 			target = &f.gateway
+		case "--requests":
+			target = &f.requests
+		case "--replay":
+			target = &f.replay
 		default:
 			f.curl = append(f.curl, args[i])
 			continue
@@ -146,6 +156,10 @@ func parseTestFlags(args []string) (testFlags, error) {
 	switch {
 	case f.file == "":
 		return f, errors.New("-f DIR|FILE is required")
+	case f.requests != "" && f.replay != "":
+		return f, errors.New("--requests and --replay: one list at a time")
+	case (f.requests != "" || f.replay != "") && len(f.curl) > 0:
+		return f, fmt.Errorf("a request list and a request on the command line (%q): one or the other", f.curl)
 	case f.output != "text" && f.output != "json":
 		return f, fmt.Errorf("-o %q: text or json", f.output)
 	case f.expect != "" && !slices.Contains([]string{policytest.Blocked, policytest.Detected, policytest.Allowed, policytest.Unprotected}, f.expect):
@@ -159,7 +173,7 @@ func test(args []string, stdout, stderr io.Writer) (int, error) {
 	if err != nil {
 		return 2, err
 	}
-	req, err := policytest.ParseCurl(flags.curl)
+	list, err := requestList(flags)
 	if err != nil {
 		return 2, err
 	}
@@ -170,23 +184,96 @@ func test(args []string, stdout, stderr io.Writer) (int, error) {
 	for _, w := range policies.Warnings {
 		fmt.Fprintln(stderr, "warning:", w)
 	}
-	eval, err := policies.Evaluate(req, flags.gateway)
-	if err != nil {
+	var outcomes []policytest.Result
+	unexpected := 0
+	for _, l := range list {
+		eval, err := policies.Evaluate(l.Request, flags.gateway)
+		if err != nil {
+			return 2, err
+		}
+		r := policytest.NewResult(eval)
+		if flags.expect != "" && r.Verdict != flags.expect {
+			unexpected++
+		}
+		outcomes = append(outcomes, r)
+	}
+	if err := writeResults(stdout, flags, list, outcomes); err != nil {
 		return 2, err
 	}
-	result := policytest.NewResult(eval)
+	switch {
+	case unexpected == 0:
+		return 0, nil
+	case len(list) == 1 && flags.requests == "" && flags.replay == "":
+		return 1, fmt.Errorf("expected %s, got %s", flags.expect, outcomes[0].Verdict)
+	default:
+		return 1, fmt.Errorf("%d of %d requests not %s", unexpected, len(list), flags.expect)
+	}
+}
+
+// requestList is the request of the command line, or the list a file
+// gives.
+func requestList(flags testFlags) ([]policytest.Listed, error) {
+	if flags.requests == "" && flags.replay == "" {
+		req, err := policytest.ParseCurl(flags.curl)
+		if err != nil {
+			return nil, err
+		}
+		return []policytest.Listed{{Request: req}}, nil
+	}
+	path, parse := flags.requests, policytest.ParseRequestFile
+	if flags.replay != "" {
+		path, parse = flags.replay, policytest.ParseAuditReplay
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	list, err := parse(f)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	if len(list) == 0 {
+		return nil, fmt.Errorf("%s: no requests", path)
+	}
+	return list, nil
+}
+
+// writeResults prints one result as it is, and a list one result per
+// request with its line (and, replaying, the action the log recorded).
+func writeResults(w io.Writer, flags testFlags, list []policytest.Listed, results []policytest.Result) error {
+	single := flags.requests == "" && flags.replay == ""
 	if flags.output == "json" {
-		enc := json.NewEncoder(stdout)
+		enc := json.NewEncoder(w)
 		enc.SetIndent("", "  ")
-		err = enc.Encode(result)
-	} else {
-		err = result.WriteText(stdout)
+		if single {
+			return enc.Encode(results[0])
+		}
+		type listed struct {
+			Line int    `json:"line"`
+			Was  string `json:"was,omitempty"`
+			policytest.Result
+		}
+		out := make([]listed, len(list))
+		for i := range list {
+			out[i] = listed{Line: list[i].Line, Was: list[i].Was, Result: results[i]}
+		}
+		return enc.Encode(out)
 	}
-	if err != nil {
-		return 2, err
+	if single {
+		return results[0].WriteText(w)
 	}
-	if flags.expect != "" && result.Verdict != flags.expect {
-		return 1, fmt.Errorf("expected %s, got %s", flags.expect, result.Verdict)
+	for i, l := range list {
+		was := ""
+		if l.Was != "" {
+			was = " (the log: " + l.Was + ")"
+		}
+		if _, err := fmt.Fprintf(w, "line %d: %s %s%s%s\n", l.Line, l.Request.Method, l.Request.Host(), l.Request.Target, was); err != nil {
+			return err
+		}
+		if err := results[i].WriteText(w); err != nil {
+			return err
+		}
 	}
-	return 0, nil
+	return nil
 }

@@ -111,3 +111,39 @@ func TestTune(t *testing.T) {
 		t.Errorf("without --audit: exit %d, stderr %q", code, errs)
 	}
 }
+
+// Many requests from a file, or replayed from an audit log: one result per
+// request, and --expect counts the ones that differ.
+func TestTestManyRequests(t *testing.T) {
+	dir := t.TempDir()
+	requests := filepath.Join(dir, "requests.txt")
+	if err := os.WriteFile(requests, []byte(`# the demo's host
+curl -H 'Host: shop.example.com' 'http://gateway/?id=1'
+-H "Host: shop.example.com" -d "comment=1' OR '1'='1" http://gateway/comments
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := runMeshwaf(t, "test", "-f", demo, "--requests", requests, "--expect", "allowed")
+	if code != 1 || !strings.Contains(errs, "1 of 2 requests not allowed") ||
+		!strings.Contains(out, "line 2: GET shop.example.com/?id=1\nallowed") || !strings.Contains(out, "line 3: POST shop.example.com/comments\nblocked (403)") {
+		t.Errorf("--requests: exit %d, stderr %q, stdout:\n%s", code, errs, out)
+	}
+	audit := filepath.Join(dir, "audit.log")
+	line := `{"host":"shop.example.com","method":"GET","path":"/?id=1%27%20OR%201=1--","action":"detected","policy":"shop/shop"}` + "\n" +
+		`{"host":"shop.example.com","method":"GET","path":"/?id=1%27%20OR%201=1--","action":"detected","policy":"shop/shop","shadow":true}` + "\n"
+	if err := os.WriteFile(audit, []byte(line), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs = runMeshwaf(t, "test", "-f", demo, "--replay", audit, "-o", "json")
+	var got []struct {
+		Line    int    `json:"line"`
+		Was     string `json:"was"`
+		Verdict string `json:"verdict"`
+	}
+	if err := json.Unmarshal([]byte(out), &got); err != nil || code != 0 || len(got) != 1 || got[0].Was != "detected" || got[0].Verdict != policytest.Blocked {
+		t.Errorf("--replay: exit %d, %v, stderr %q: %+v", code, err, errs, got)
+	}
+	if code, _, errs := runMeshwaf(t, "test", "-f", demo, "--requests", requests, "http://gateway/"); code != 2 || !strings.Contains(errs, "one or the other") {
+		t.Errorf("a list and a request: exit %d, stderr %q", code, errs)
+	}
+}
