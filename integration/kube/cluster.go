@@ -58,7 +58,13 @@ func Start(t testing.TB, opts Options) *Cluster {
 	defer cancel()
 	c, err := New(ctx, t.TempDir(), opts)
 	if err != nil {
-		t.Fatalf("kube harness: %v", err)
+		// Ports are chosen free and then bound by etcd and the API server;
+		// on a CI machine running other packages beside this one, another
+		// process may take one in between. One more try, on fresh ports.
+		t.Logf("kube harness: %v; starting again", err)
+		if c, err = New(ctx, t.TempDir(), opts); err != nil {
+			t.Fatalf("kube harness: %v", err)
+		}
 	}
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -82,9 +88,11 @@ func New(ctx context.Context, dir string, opts Options) (c *Cluster, err error) 
 		return nil, fmt.Errorf("certificates: %w", err)
 	}
 	c = &Cluster{dir: dir, bins: bins, keys: keys}
+	// Not c: returning an error sets it to nil before this runs.
+	started := c
 	defer func() {
 		if err != nil {
-			_ = c.Close()
+			_ = started.Close()
 		}
 	}()
 
