@@ -29,27 +29,14 @@ func TestShadowBesideAPolicy(t *testing.T) {
 	if r := send(t, s, lookAlike); r.status != http.StatusOK {
 		t.Fatalf("look-alike: %d, want 200: the shadow must not change the verdict", r.status)
 	}
+	// One at a time: the agent shadows a request only when a shadow slot
+	// is free, and a loaded machine may still be busy with the first.
+	first := waitShadowLines(t, s, 1)
 	if r := send(t, s, sqliGET); r.status != http.StatusForbidden {
 		t.Fatalf("SQLi: %d, want 403", r.status)
 	}
-	var shadowed []auditLine
-	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline) && len(shadowed) < 2; time.Sleep(50 * time.Millisecond) {
-		shadowed = shadowed[:0]
-		for _, raw := range readAudit(t, s) {
-			var l struct {
-				auditLine
-				Shadow bool `json:"shadow"`
-			}
-			if err := json.Unmarshal(raw, &l); err != nil {
-				t.Fatal(err)
-			}
-			if l.Shadow {
-				shadowed = append(shadowed, l.auditLine)
-			}
-		}
-	}
-	if len(shadowed) != 2 || shadowed[0].Action != "blocked" || !strings.HasPrefix(shadowed[0].Path, "/comments") ||
-		shadowed[1].Action != "blocked" {
+	shadowed := waitShadowLines(t, s, 2)
+	if first[0].Action != "blocked" || !strings.HasPrefix(first[0].Path, "/comments") || shadowed[1].Action != "blocked" {
 		t.Errorf("shadow audit lines: %+v; want the look-alike and the attack, both would-block", shadowed)
 	}
 	resp, err := http.Get(s.AgentURL() + "/metrics")
@@ -65,4 +52,31 @@ func TestShadowBesideAPolicy(t *testing.T) {
 	if !strings.Contains(string(metrics), want) {
 		t.Errorf("agent metrics lack %s", want)
 	}
+}
+
+// waitShadowLines waits until the agent's audit log holds n lines of a
+// shadow and returns them.
+func waitShadowLines(t *testing.T, s *stack.Stack, n int) []auditLine {
+	t.Helper()
+	var shadowed []auditLine
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		shadowed = shadowed[:0]
+		for _, raw := range readAudit(t, s) {
+			var l struct {
+				auditLine
+				Shadow bool `json:"shadow"`
+			}
+			if err := json.Unmarshal(raw, &l); err != nil {
+				t.Fatal(err)
+			}
+			if l.Shadow {
+				shadowed = append(shadowed, l.auditLine)
+			}
+		}
+		if len(shadowed) >= n {
+			return shadowed
+		}
+	}
+	t.Fatalf("%d shadow audit lines within 10s, want %d: %+v", len(shadowed), n, shadowed)
+	return nil
 }
