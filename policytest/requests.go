@@ -2,11 +2,13 @@ package policytest
 
 import (
 	"bufio"
-	"encoding/json"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"strings"
+
+	"github.com/meshwaf/meshwaf/tune"
 )
 
 // Listed is one request of a list, with where it came from.
@@ -102,31 +104,22 @@ func shellWords(line string) ([]string, error) {
 // triggers; Was is the action the line recorded. Lines of a shadow are
 // skipped.
 func ParseAuditReplay(r io.Reader) ([]Listed, error) {
+	lines, err := tune.ReadLines(r)
+	if err != nil {
+		return nil, err
+	}
 	var out []Listed
-	sc := bufio.NewScanner(r)
-	sc.Buffer(nil, 4<<20)
-	for n := 1; sc.Scan(); n++ {
-		text := strings.TrimSpace(sc.Text())
-		if text == "" {
-			continue
-		}
-		var l struct {
-			Host, Method, Path, Action string
-			Shadow                     bool
-		}
-		if err := json.Unmarshal([]byte(text), &l); err != nil || l.Host == "" || l.Path == "" {
-			return nil, fmt.Errorf("line %d is not an audit record", n)
-		}
+	for i, l := range lines {
 		if l.Shadow {
 			continue
 		}
-		req := Request{Method: strings.ToUpper(l.Method), Scheme: "http", Authority: l.Host, Target: l.Path}
-		if req.Method == "" {
-			req.Method = "GET"
+		if l.Host == "" || l.Path == "" {
+			return nil, fmt.Errorf("audit record %d has no host or path", i+1)
 		}
+		req := Request{Method: cmp.Or(strings.ToUpper(l.Method), "GET"), Scheme: "http", Authority: l.Host, Target: l.Path}
 		req.setDefault("User-Agent", curlUserAgent)
 		req.setDefault("Accept", "*/*")
-		out = append(out, Listed{Line: n, Request: req, Was: l.Action})
+		out = append(out, Listed{Line: l.Number, Request: req, Was: l.Action})
 	}
-	return out, sc.Err()
+	return out, nil
 }

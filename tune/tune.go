@@ -15,11 +15,17 @@ import (
 
 // Line is the part of an audit line tuning reads.
 type Line struct {
-	Policy       string `json:"policy"`
-	Host         string `json:"host"`
-	Path         string `json:"path"`
-	Action       string `json:"action"`
-	AnomalyScore int    `json:"anomaly_score"`
+	// Number is the line's number in the log.
+	Number int    `json:"-"`
+	Policy string `json:"policy"`
+	Host   string `json:"host"`
+	Method string `json:"method"`
+	Path   string `json:"path"`
+	Action string `json:"action"`
+	// Shadow marks a line of the policy's shadow configuration: what the
+	// shadow found, not what the policy did, so tuning leaves it out.
+	Shadow       bool `json:"shadow"`
+	AnomalyScore int  `json:"anomaly_score"`
 	Rules        []struct {
 		ID       int      `json:"id"`
 		Msg      string   `json:"msg"`
@@ -43,9 +49,15 @@ func ReadLines(r io.Reader) ([]Line, error) {
 		if err := json.Unmarshal([]byte(text), &l); err != nil || l.Policy == "" {
 			return nil, fmt.Errorf("line %d is not an audit record (%v)", n, cmp.Or[error](err, fmt.Errorf("no policy")))
 		}
+		l.Number = n
 		lines = append(lines, l)
 	}
 	return lines, sc.Err()
+}
+
+// detection says whether the policy blocked or detected something in l.
+func (l Line) detection() bool {
+	return !l.Shadow && (l.Action == "blocked" || l.Action == "detected")
 }
 
 // Finding is one rule's matches of one variable at one path, under one
@@ -71,7 +83,7 @@ type Finding struct {
 func Findings(lines []Line) []Finding {
 	byKey := map[string]*Finding{}
 	for _, l := range lines {
-		if l.Action != "blocked" && l.Action != "detected" {
+		if !l.detection() {
 			continue
 		}
 		path, _, _ := strings.Cut(l.Path, "?")
@@ -166,7 +178,7 @@ func Project(lines []Line, findings []Finding, thresholds map[string]int) Replay
 	}
 	var rep Replay
 	for _, l := range lines {
-		if l.Action != "blocked" && l.Action != "detected" {
+		if !l.detection() {
 			continue
 		}
 		path, _, _ := strings.Cut(l.Path, "?")

@@ -15,10 +15,12 @@ const auditLog = `{"policy":"shop/shop","host":"shop.example.com","path":"/comme
 {"policy":"shop/shop","host":"shop.example.com","path":"/search?q=x","action":"blocked","anomaly_score":10,"rules":[{"id":942100,"msg":"libinjection","severity":"critical","targets":["ARGS:q"]},{"id":942260,"msg":"SQL auth bypass","severity":"critical","targets":["ARGS:q"]}]}
 {"policy":"api/api","host":"api.example.com","path":"/orders","action":"detected","anomaly_score":3,"rules":[{"id":920320,"msg":"Missing User Agent Header","severity":"notice","targets":["REQUEST_HEADERS"]}]}
 {"policy":"shop/shop","host":"shop.example.com","path":"/","action":"allowed","anomaly_score":0,"rules":[]}
+{"policy":"shop/shop","host":"shop.example.com","path":"/shadowed","action":"blocked","shadow":true,"anomaly_score":5,"rules":[{"id":942999,"msg":"shadow only","severity":"critical","targets":["ARGS:x"]}]}
 `
 
 // Detections group by policy, rule, path (without query) and variable;
-// score-keeping rules are not findings; allowed lines count for nothing.
+// score-keeping rules are not findings; allowed lines and a shadow's lines
+// count for nothing.
 func TestFindings(t *testing.T) {
 	lines, err := ReadLines(strings.NewReader(auditLog))
 	if err != nil {
