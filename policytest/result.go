@@ -27,26 +27,19 @@ type Result struct {
 	Gateway      string `json:"gateway,omitempty"`
 	Host         string `json:"host,omitempty"`
 	AnomalyScore int    `json:"anomalyScore"`
-	Rules        []Rule `json:"rules"`
-}
-
-// Rule is a matched rule, and the variables it matched.
-type Rule struct {
-	ID       int      `json:"id"`
-	Msg      string   `json:"msg"`
-	Severity string   `json:"severity,omitempty"`
-	Targets  []string `json:"targets,omitempty"`
+	// Rules are the matched rules as the agent's audit line lists them.
+	Rules []agent.AuditRule `json:"rules"`
 }
 
 // NewResult reports an evaluation.
 func NewResult(e agent.Evaluation) Result {
 	r := Result{Verdict: e.Action, Status: e.Status, Policy: e.Policy, Mode: e.Mode, Gateway: e.Gateway, Host: e.Host,
-		AnomalyScore: e.AnomalyScore, Rules: []Rule{}}
+		AnomalyScore: e.AnomalyScore, Rules: e.Rules}
 	if r.Verdict == "" {
 		r.Verdict = Unprotected
 	}
-	for _, m := range e.Rules {
-		r.Rules = append(r.Rules, Rule{ID: m.ID, Msg: m.Msg, Severity: m.Severity, Targets: m.Targets})
+	if r.Rules == nil {
+		r.Rules = []agent.AuditRule{} // "rules": [] rather than null
 	}
 	return r
 }
