@@ -76,24 +76,51 @@ type Finding struct {
 	Score int
 }
 
+// findingKey is what one exclusion stops: a rule's matches of one variable
+// at one path, under one policy.
+type findingKey struct {
+	policy string
+	rule   int
+	path   string
+	target string
+}
+
+func (f Finding) key() findingKey { return findingKey{f.Policy, f.RuleID, f.Path, f.Target} }
+
+// path is the request path of l, without its query: exclusions name paths.
+func (l Line) path() string {
+	path, _, _ := strings.Cut(l.Path, "?")
+	return path
+}
+
+// requestTargets are the variables of targets a request carried, without
+// the transaction variables (TX) only the rules that evaluate the anomaly
+// score match.
+func requestTargets(targets []string) []string {
+	var out []string
+	for _, t := range targets {
+		if t != "TX" && !strings.HasPrefix(t, "TX:") {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Findings groups the detections of lines (blocked and detected ones) by
 // policy, rule, path and matched variable, most frequent first. Rules that
 // only evaluate the anomaly score (they match transaction variables, or
 // nothing) are not findings: they go away with what they count.
 func Findings(lines []Line) []Finding {
-	byKey := map[string]*Finding{}
+	byKey := map[findingKey]*Finding{}
 	for _, l := range lines {
 		if !l.detection() {
 			continue
 		}
-		path, _, _ := strings.Cut(l.Path, "?")
-		seen := map[string]bool{}
+		path := l.path()
+		seen := map[findingKey]bool{}
 		for _, r := range l.Rules {
-			for _, target := range r.Targets {
-				if strings.HasPrefix(target, "TX:") || target == "TX" {
-					continue
-				}
-				key := fmt.Sprintf("%s\x00%d\x00%s\x00%s", l.Policy, r.ID, path, target)
+			for _, target := range requestTargets(r.Targets) {
+				key := findingKey{l.Policy, r.ID, path, target}
 				f := byKey[key]
 				if f == nil {
 					f = &Finding{Policy: l.Policy, RuleID: r.ID, Msg: r.Msg, Path: path, Target: target, Score: severityScore(r.Severity)}
@@ -172,31 +199,26 @@ type Replay struct {
 // thresholds of each policy (policies missing from thresholds have the
 // CRS default, 5).
 func Project(lines []Line, findings []Finding, thresholds map[string]int) Replay {
-	excluded := map[string]bool{}
+	excluded := map[findingKey]bool{}
 	for _, f := range findings {
-		excluded[fmt.Sprintf("%s\x00%d\x00%s\x00%s", f.Policy, f.RuleID, f.Path, f.Target)] = true
+		excluded[f.key()] = true
 	}
 	var rep Replay
 	for _, l := range lines {
 		if !l.detection() {
 			continue
 		}
-		path, _, _ := strings.Cut(l.Path, "?")
+		path := l.path()
 		score, left := l.AnomalyScore, 0
 		for _, r := range l.Rules {
-			remaining := 0
-			for _, target := range r.Targets {
-				if strings.HasPrefix(target, "TX:") || target == "TX" {
-					continue
-				}
-				if !excluded[fmt.Sprintf("%s\x00%d\x00%s\x00%s", l.Policy, r.ID, path, target)] {
-					remaining++
-				}
+			targets := requestTargets(r.Targets)
+			if len(targets) == 0 {
+				continue // a rule that keeps the score
 			}
-			if remaining == 0 && len(r.Targets) > 0 && !strings.HasPrefix(r.Targets[0], "TX") {
-				score -= severityScore(r.Severity)
-			} else if remaining > 0 {
+			if slices.ContainsFunc(targets, func(t string) bool { return !excluded[findingKey{l.Policy, r.ID, path, t}] }) {
 				left++
+			} else {
+				score -= severityScore(r.Severity)
 			}
 		}
 		if left == 0 {
