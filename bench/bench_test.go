@@ -144,7 +144,7 @@ func checkOverloadAndMemory(t *testing.T, cfg Config, rep *Report) {
 		// deadline, and Envoy answers 503 itself, counted by its ext_authz
 		// error counter. The full run holds the agent to every 503.
 		if !*full && !accounted {
-			accounted = o.accountedWithEnvoy()
+			accounted = o.accounted(o.EnvoyErrors)
 		}
 		if o.Answered() <= 0 || o.Peak <= 0 {
 			t.Errorf("overload: empty measurement: %+v", o)

@@ -116,16 +116,15 @@ func (o *Overload) nonPassed(status int) int {
 // a 503 counted by the metric and audited, no 403.
 func (o *Overload) goals() (throughput, accounted, no403 bool) {
 	throughput = o.Peak > 0 && o.Passed() >= goalOverloadShare*o.Peak
-	n503 := o.nonPassed(http.StatusServiceUnavailable)
-	accounted = o.Errors == 0 && o.nonPassed(0) == n503 && o.Metric == n503 && o.Audited == n503
-	return throughput, accounted, o.Statuses[http.StatusForbidden] == 0
+	return throughput, o.accounted(0), o.Statuses[http.StatusForbidden] == 0
 }
 
-// accountedWithEnvoy is goals' accounting with the 503s Envoy answered
-// itself for an agent too late (EnvoyErrors) counted too.
-func (o *Overload) accountedWithEnvoy() bool {
+// accounted says whether every answer that is not 2xx is a 503, each
+// counted and audited by the agent as overloaded, but for envoyAnswers of
+// them that Envoy answered itself for an agent too late.
+func (o *Overload) accounted(envoyAnswers int) bool {
 	n503 := o.nonPassed(http.StatusServiceUnavailable)
-	return o.Errors == 0 && o.nonPassed(0) == n503 && o.Metric == o.Audited && o.Metric+o.EnvoyErrors == n503
+	return o.Errors == 0 && o.nonPassed(0) == n503 && o.Metric == o.Audited && o.Metric+envoyAnswers == n503
 }
 
 // measureOverload measures the peak (cfg.PeakTime at cfg.InFlight) and then
