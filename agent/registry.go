@@ -110,6 +110,11 @@ func (r *Registry) compiled(p *agentapi.HostPolicy) (*sharedWAF, error) {
 		return w, nil
 	}
 	v, err, _ := r.flight.Do(key, func() (any, error) {
+		// A caller that missed the cache just before another caller's
+		// flight stored its WAF would otherwise compile it again.
+		if w := r.cached(key); w != nil {
+			return w, nil
+		}
 		waf, err := r.compile(directives)
 		if err != nil {
 			return nil, err
