@@ -21,9 +21,17 @@ func demoManifests(t *testing.T) string {
 }
 
 // writeFile replaces a manifest in place, the way most editors save.
+// writeFile replaces dir/name whole (a temporary file renamed over it), the
+// way git, kubectl-driven tools and Kubernetes ConfigMap volumes update
+// files, so the control plane never reads it half written. Reading a file
+// written in place is watch's own test (TestFilesWaitForAFileToSettle).
 func writeFile(t *testing.T, dir, name, content string) {
 	t.Helper()
-	if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+	tmp := filepath.Join(dir, "."+name+".tmp")
+	if err := os.WriteFile(tmp, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
 		t.Fatal(err)
 	}
 }
