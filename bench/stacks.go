@@ -73,40 +73,45 @@ func startStacks(ctx context.Context, cfg Config, levels []int32) (_ *stacks, er
 			_ = s.stop()
 		}
 	}()
-	manifests := map[string][]string{"waf": {gatewayManifest}, "plain": {gatewayManifest}}
-	for _, pl := range levels {
-		manifests["waf"] = append(manifests["waf"], policyManifest(pl))
+	if s.waf, err = startWAFStack(ctx, cfg, "waf", levels); err != nil {
+		return nil, err
 	}
-	for _, name := range []string{"waf", "plain"} {
-		dir := filepath.Join(cfg.RunDir, name)
-		mdir := filepath.Join(dir, "manifests")
-		if err := os.MkdirAll(mdir, 0o755); err != nil {
-			return nil, err
-		}
-		for i, doc := range manifests[name] {
-			if err := os.WriteFile(filepath.Join(mdir, fmt.Sprintf("%02d.yaml", i)), []byte(doc), 0o644); err != nil {
-				return nil, err
-			}
-		}
-		st, err := stack.Start(ctx, stack.Config{
-			Manifests: mdir,
-			RunDir:    dir,
-			RepoRoot:  cfg.RepoRoot,
-			Binaries:  cfg.Binaries,
-			EnvoyPath: cfg.EnvoyPath,
-			// The control plane's default agent timeout, as users run it:
-			// what does not get inspected in time under load is part of
-			// the result (a 503 counted as a non-2xx answer).
-			Logf: cfg.Logf,
-		})
-		if err != nil {
-			return nil, fmt.Errorf("%s stack: %w", name, err)
-		}
-		if name == "waf" {
-			s.waf = st
-		} else {
-			s.plain = st
-		}
+	if s.plain, err = startWAFStack(ctx, cfg, "plain", nil); err != nil {
+		return nil, err
 	}
 	return s, nil
+}
+
+// startWAFStack starts a gateway under cfg.RunDir/name whose manifests are
+// the Gateway and a policy per level in levels (policyManifest).
+func startWAFStack(ctx context.Context, cfg Config, name string, levels []int32) (*stack.Stack, error) {
+	docs := []string{gatewayManifest}
+	for _, pl := range levels {
+		docs = append(docs, policyManifest(pl))
+	}
+	dir := filepath.Join(cfg.RunDir, name)
+	mdir := filepath.Join(dir, "manifests")
+	if err := os.MkdirAll(mdir, 0o755); err != nil {
+		return nil, err
+	}
+	for i, doc := range docs {
+		if err := os.WriteFile(filepath.Join(mdir, fmt.Sprintf("%02d.yaml", i)), []byte(doc), 0o644); err != nil {
+			return nil, err
+		}
+	}
+	st, err := stack.Start(ctx, stack.Config{
+		Manifests: mdir,
+		RunDir:    dir,
+		RepoRoot:  cfg.RepoRoot,
+		Binaries:  cfg.Binaries,
+		EnvoyPath: cfg.EnvoyPath,
+		// The control plane's default agent timeout, as users run it:
+		// what does not get inspected in time under load is part of
+		// the result (a 503 counted as a non-2xx answer).
+		Logf: cfg.Logf,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("%s stack: %w", name, err)
+	}
+	return st, nil
 }
