@@ -58,7 +58,7 @@ func TestBench(t *testing.T) {
 	// under -race every in-process inspection is several times slower.
 	// The overload step still runs at PL2, its level.
 	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, RepoRoot: root, RunDir: dir, Logf: t.Logf,
-		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}}
+		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}, Shadow: true}
 	if *prebuilt != "" {
 		cfg.Binaries = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
 	}
@@ -69,7 +69,7 @@ func TestBench(t *testing.T) {
 	}
 	partial := *full && (*only != "" || *level != 0)
 	if partial {
-		cfg.Overload, cfg.MemoryPolicies = 0, nil
+		cfg.Overload, cfg.MemoryPolicies, cfg.Shadow = 0, nil, false
 		if *only != "" {
 			cfg.Scenarios = strings.Split(*only, ",")
 		}
@@ -107,6 +107,7 @@ func TestBench(t *testing.T) {
 		}
 	}
 	checkOverloadAndMemory(t, cfg, rep)
+	checkShadow(t, cfg, rep)
 	var md bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
@@ -161,6 +162,24 @@ func checkOverloadAndMemory(t *testing.T, cfg Config, rep *Report) {
 	for _, m := range rep.Memory {
 		if m.RSS <= 0 || m.HWM < m.RSS {
 			t.Errorf("memory with %d policies: VmRSS %d, VmHWM %d", m.Policies, m.RSS, m.HWM)
+		}
+	}
+}
+
+// checkShadow checks that the shadow step measured every scenario and that
+// the agent evaluated the shadow (one request at a time, a slot is free
+// for most requests; warm-up included, so never none).
+func checkShadow(t *testing.T, cfg Config, rep *Report) {
+	t.Helper()
+	if !cfg.Shadow {
+		return
+	}
+	if want := len(selectedScenarios(cfg)); len(rep.Shadow) != want {
+		t.Errorf("shadow: %d measurements, want %d", len(rep.Shadow), want)
+	}
+	for _, c := range rep.Shadow {
+		if c.Enforced.TotalCPUPerRequest() <= 0 || c.Shadowed.TotalCPUPerRequest() <= 0 || c.Evaluated == 0 {
+			t.Errorf("shadow, %s: empty measurement or no shadow evaluated: %+v", c.Scenario, c)
 		}
 	}
 }

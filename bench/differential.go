@@ -3,6 +3,7 @@ package bench
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -47,11 +48,15 @@ type DiffConfig struct {
 type Answer struct {
 	Status int    // 0 when there was no answer
 	Err    string // why there was none
+	// Denied is set for an answer the WAF itself gave whatever its status:
+	// ModSecurity's recommended configuration denies a body it cannot
+	// parse with a 400, which its audit log tells from nginx's own 400.
+	Denied bool
 }
 
 // Verdicts an answer is read as.
 const (
-	Blocked  = "blocked" // 403, the WAF denied the request
+	Blocked  = "blocked" // 403, or the WAF denied it with another status
 	Passed   = "passed"  // it reached the backend (2xx, 3xx) or was not found
 	NoAnswer = "no answer"
 )
@@ -63,7 +68,7 @@ func (a Answer) Verdict() string {
 	switch {
 	case a.Status == 0:
 		return NoAnswer
-	case a.Status == http.StatusForbidden:
+	case a.Status == http.StatusForbidden || a.Denied:
 		return Blocked
 	case a.Status < 400 || a.Status == http.StatusNotFound:
 		return Passed
@@ -79,8 +84,8 @@ type DiffResult struct {
 	Level    int32
 	Meshwaf  Answer
 	Peer     Answer
-	// PeerRules are the rules ModSecurity's audit record names for a
-	// request it blocked.
+	// PeerRules are the rules ModSecurity's audit record names for the
+	// request (it has one for every request a rule matched).
 	PeerRules []string
 	// InProcess is the agent's engine on the request as sent, for the
 	// probes where the two systems disagree ("" elsewhere, and
@@ -158,42 +163,78 @@ func RunDifferential(ctx context.Context, cfg DiffConfig) (*DiffReport, error) {
 
 	for _, pl := range cfg.Levels {
 		cfg.Logf("differential at PL%d: %d requests to each system", pl, len(probes))
-		for i, p := range probes {
-			if err := ctx.Err(); err != nil {
-				return nil, err
-			}
-			raw, err := p.build(plHost(pl), probeMark(pl, i))
-			if err != nil {
-				return nil, fmt.Errorf("%s: %w", p.ID, err)
-			}
-			r := DiffResult{Probe: p.ID, Category: p.Category, Level: pl, mark: probeMark(pl, i),
-				Meshwaf: sendRaw(meshwafAddr, raw), Peer: sendRaw(peerAddr, raw)}
-			if r.Disagree() {
-				r.InProcess, r.InProcessRules = inProcessVerdict(engine, raw)
-			}
-			rep.Results = append(rep.Results, r)
-		}
-	}
-	if err := pr.alive(); err != nil {
-		return nil, err
-	}
-	if err := waf.Alive(); err != nil {
-		return nil, err
-	}
-	for _, pl := range cfg.Levels {
-		rules, err := peerAuditRules(filepath.Join(peerDir, fmt.Sprintf("modsec-audit-pl%d.log", pl)))
+		results, err := sendProbes(ctx, probes, pl, meshwafAddr, peerAddr)
 		if err != nil {
 			return nil, err
 		}
-		for i := range rep.Results {
-			if r := &rep.Results[i]; r.Level == pl && r.Peer.Verdict() == Blocked {
-				r.PeerRules = rules[r.mark]
+		auditLog := filepath.Join(peerDir, fmt.Sprintf("modsec-audit-pl%d.log", pl))
+		if err := addPeerRules(results, auditLog); err != nil {
+			return nil, err
+		}
+		for i := range results {
+			if r := &results[i]; r.Disagree() {
+				raw, err := probes[i].build(plHost(pl), r.mark)
+				if err != nil {
+					return nil, err
+				}
+				r.InProcess, r.InProcessRules = inProcessVerdict(engine, raw)
 			}
 		}
+		rep.Results = append(rep.Results, results...)
+	}
+	if err := errors.Join(pr.alive(), waf.Alive()); err != nil {
+		return nil, err
 	}
 	rep.Stale = known.match(rep.Results)
 	rep.Took = time.Since(rep.Started)
 	return rep, nil
+}
+
+// sendProbes sends every probe at level pl to both systems, one request
+// at a time.
+func sendProbes(ctx context.Context, probes []corpusProbe, pl int32, meshwafAddr, peerAddr string) ([]DiffResult, error) {
+	out := make([]DiffResult, 0, len(probes))
+	for i, p := range probes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		mark := probeMark(pl, i)
+		raw, err := p.build(plHost(pl), mark)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", p.ID, err)
+		}
+		out = append(out, DiffResult{Probe: p.ID, Category: p.Category, Level: pl, mark: mark,
+			Meshwaf: sendRaw(meshwafAddr, raw), Peer: sendRaw(peerAddr, raw)})
+	}
+	return out, nil
+}
+
+// addPeerRules reads ModSecurity's audit log into the results: the rules
+// each request matched, and Denied for a 400 with a record, which is
+// ModSecurity's own (its recommended configuration denies a body it cannot
+// parse with a 400; nginx's own 400s come before ModSecurity sees the
+// request). The log has a record for every request a rule matched
+// (SecAuditEngine RelevantOnly), written after the answer has gone, so it
+// is read again, for up to two seconds, until every 403 has its record.
+func addPeerRules(results []DiffResult, auditLog string) error {
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		rules, err := peerAuditRules(auditLog)
+		if err != nil {
+			return err
+		}
+		complete := true
+		for i := range results {
+			r := &results[i]
+			r.PeerRules = rules[r.mark]
+			r.Peer.Denied = r.Peer.Status == http.StatusBadRequest && len(r.PeerRules) > 0
+			complete = complete && (r.Peer.Status != http.StatusForbidden || len(r.PeerRules) > 0)
+		}
+		if complete || time.Now().After(deadline) {
+			return nil
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 // selectProbes is the corpus as cfg filters it, CRS tests first.

@@ -109,9 +109,8 @@ func (k knownDifferences) match(results []DiffResult) (stale []knownDifference) 
 	return stale
 }
 
-// peerAuditRules reads ModSecurity's JSON audit log (modsecRules writes a
-// record for every 403) into the rule ids of each record, keyed by the
-// probe header's value.
+// peerAuditRules reads ModSecurity's JSON audit log (modsecRules) into
+// the rule ids of each record, keyed by the probe header's value.
 func peerAuditRules(file string) (map[string][]string, error) {
 	f, err := os.Open(file)
 	if err != nil {

@@ -63,7 +63,8 @@ ModSecurity's audit record.
   they need a backend that answers what the test asks), and the payload lists of bench/corpus
   (bench/corpus/README.md), each payload as the value of a query parameter of a GET with a
   browser's headers, percent-encoding only what a request target cannot carry.
-- **Verdicts.** blocked = 403; passed = 2xx, 3xx or 404 (the request reached the backend, or the
+- **Verdicts.** blocked = 403, or a 400 ModSecurity's audit log records as its own denial (the
+  recommended configuration's request body checks); passed = 2xx, 3xx or 404 (the request reached the backend, or the
   CRS test's path was not found); refused N = any other status (the proxy, or the WAF's own limits,
   refused the request's form); no answer = the connection ended without one.
 - **Missed** = ModSecurity blocked it and meshwaf let it through. Every one is either fixed or

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
@@ -19,6 +21,9 @@ import (
 // categories at PL1, so that the harness cannot rot; make differential
 // sends everything at PL1 and PL2 and writes docs/reports/differential.md.
 func TestDifferential(t *testing.T) {
+	// go-ftw, which builds the CRS tests' requests, logs every header it
+	// writes through zerolog's global logger.
+	zerolog.SetGlobalLevel(zerolog.ErrorLevel)
 	root, err := stack.RepoRoot(".")
 	if err != nil {
 		t.Fatal(err)

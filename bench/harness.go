@@ -29,6 +29,9 @@ type Config struct {
 	// MemoryPolicies, if set, measures the agent's memory with each of
 	// these numbers of distinct policies (memory.go).
 	MemoryPolicies []int
+	// Shadow measures what a PL2 shadow beside a PL1 policy costs
+	// (shadow.go); it needs level 1 among Levels.
+	Shadow bool
 
 	RepoRoot  string          // meshwaf module root (required)
 	RunDir    string          // logs and generated configuration (required)
@@ -61,6 +64,7 @@ type Report struct {
 	Results   []Result
 	Overloads []*Overload
 	Memory    []Memory
+	Shadow    []ShadowCost
 	Started   time.Time
 	Took      time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
@@ -124,10 +128,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("compile PL%d: %w", pl, err)
 		}
 		local := inProcess{waf: waf, host: host}
-		for _, sc := range Scenarios() {
-			if len(cfg.Scenarios) > 0 && !slices.Contains(cfg.Scenarios, sc.Name) {
-				continue
-			}
+		for _, sc := range selectedScenarios(cfg) {
 			if err := checkScenario(local, sc); err != nil {
 				return nil, fmt.Errorf("PL%d: %w", pl, err)
 			}
@@ -141,6 +142,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	if err := errors.Join(st.waf.Alive(), pr.alive()); err != nil {
 		return nil, err
+	}
+	if cfg.Shadow {
+		cfg.Logf("shadow: PL1 with and without a PL2 shadow")
+		if rep.Shadow, err = measureShadow(ctx, cfg, st.waf, tg); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.Overload > 0 {
 		cfg.Logf("overload: %v in flight for %s each", OverloadInFlight, cfg.Overload)
@@ -159,6 +166,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	rep.Took = time.Since(rep.Started)
 	rep.LoadAfter = loadAverage()
 	return rep, nil
+}
+
+// selectedScenarios are the scenarios cfg.Scenarios names, or all.
+func selectedScenarios(cfg Config) []Scenario {
+	var out []Scenario
+	for _, sc := range Scenarios() {
+		if len(cfg.Scenarios) == 0 || slices.Contains(cfg.Scenarios, sc.Name) {
+			out = append(out, sc)
+		}
+	}
+	return out
 }
 
 type procs struct {

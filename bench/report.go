@@ -69,6 +69,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	rep.writeGoals(&b)
 	rep.writePeer(&b)
 	rep.writeModes(&b)
+	rep.writeShadow(&b)
 	rep.writeOverload(&b)
 	rep.writeMemory(&b)
 	writePeerSetup(&b)

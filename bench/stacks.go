@@ -73,7 +73,11 @@ func startStacks(ctx context.Context, cfg Config, levels []int32) (_ *stacks, er
 			_ = s.stop()
 		}
 	}()
-	if s.waf, err = startWAFStack(ctx, cfg, "waf", levels); err != nil {
+	var extra []string
+	if cfg.Shadow {
+		extra = append(extra, shadowPolicyManifest())
+	}
+	if s.waf, err = startWAFStack(ctx, cfg, "waf", levels, extra...); err != nil {
 		return nil, err
 	}
 	if s.plain, err = startWAFStack(ctx, cfg, "plain", nil); err != nil {
@@ -83,12 +87,13 @@ func startStacks(ctx context.Context, cfg Config, levels []int32) (_ *stacks, er
 }
 
 // startWAFStack starts a gateway under cfg.RunDir/name whose manifests are
-// the Gateway and a policy per level in levels (policyManifest).
-func startWAFStack(ctx context.Context, cfg Config, name string, levels []int32) (*stack.Stack, error) {
+// the Gateway, a policy per level in levels (policyManifest) and extra.
+func startWAFStack(ctx context.Context, cfg Config, name string, levels []int32, extra ...string) (*stack.Stack, error) {
 	docs := []string{gatewayManifest}
 	for _, pl := range levels {
 		docs = append(docs, policyManifest(pl))
 	}
+	docs = append(docs, extra...)
 	dir := filepath.Join(cfg.RunDir, name)
 	mdir := filepath.Join(dir, "manifests")
 	if err := os.MkdirAll(mdir, 0o755); err != nil {

@@ -9,14 +9,16 @@ import (
 
 var installOnce sync.Once
 
-// Install replaces Coraza's @rx operator with the engine's, for every WAF
-// compiled from now on in this process. Calling it again does nothing.
+// Install replaces Coraza's @rx operator and utf8toUnicode transformation
+// with the engine's, for every WAF compiled from now on in this process.
+// Calling it again does nothing.
 // Coraza keeps one operator registry per process, so there is no way to
 // install the engine for one WAF only: a caller that wants stock Coraza
 // must not call Install at all.
 func Install() {
 	installOnce.Do(func() {
 		plugins.RegisterOperator("rx", newRX)
+		plugins.RegisterTransformation("utf8toUnicode", utf8ToUnicode)
 		markInstalled()
 	})
 }
