@@ -46,23 +46,13 @@ func TestMain(m *testing.M) {
 // it never skips), and runs the overload and memory steps briefly; -full
 // measures for real.
 func TestBench(t *testing.T) {
-	root, err := stack.RepoRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if *keepDir != "" {
-		dir = *keepDir
-	}
+	root, dir, bins := harnessPaths(t)
 	// The smoke run measures PL1 only: PL2 takes the same code paths, and
 	// under -race every in-process inspection is several times slower.
 	// The overload step still runs at PL2, its level.
 	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, RepoRoot: root, RunDir: dir, Logf: t.Logf,
 		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}, Shadow: true}
-	if *prebuilt != "" {
-		cfg.Binaries = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
-	}
-	cfg.InFlight = *inFlight
+	cfg.Binaries, cfg.InFlight = bins, *inFlight
 	if *full {
 		cfg.Budget, cfg.Levels = FullBudget, []int32{1, 2}
 		cfg.Overload, cfg.PeakTime, cfg.MemoryPolicies = 30*time.Second, 10*time.Second, []int{1, 10, 100}
@@ -127,6 +117,24 @@ func TestBench(t *testing.T) {
 		}
 	}
 	t.Logf("report:\n%s", md.String())
+}
+
+// harnessPaths are the module root, the run directory (-rundir, or a
+// temporary one) and the prebuilt binaries (-binaries; nil builds them).
+func harnessPaths(t *testing.T) (root, dir string, bins *stack.Binaries) {
+	t.Helper()
+	root, err := stack.RepoRoot(".")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = t.TempDir()
+	if *keepDir != "" {
+		dir = *keepDir
+	}
+	if *prebuilt != "" {
+		bins = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
+	}
+	return root, dir, bins
 }
 
 // checkOverloadAndMemory checks the contract the overload step measures

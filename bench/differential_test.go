@@ -4,14 +4,11 @@ import (
 	"bytes"
 	"context"
 	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/rs/zerolog"
-
-	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // TestDifferential sends the corpus through meshwaf and through nginx +
@@ -24,19 +21,9 @@ func TestDifferential(t *testing.T) {
 	// go-ftw, which builds the CRS tests' requests, logs every header it
 	// writes through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.ErrorLevel)
-	root, err := stack.RepoRoot(".")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dir := t.TempDir()
-	if *keepDir != "" {
-		dir = *keepDir
-	}
-	cfg := DiffConfig{Levels: []int32{1}, PerCategory: 15, RepoRoot: root, RunDir: dir, Logf: t.Logf,
+	root, dir, bins := harnessPaths(t)
+	cfg := DiffConfig{Levels: []int32{1}, PerCategory: 15, RepoRoot: root, RunDir: dir, Binaries: bins, Logf: t.Logf,
 		Categories: []string{"REQUEST-930-APPLICATION-ATTACK-LFI", "REQUEST-942-APPLICATION-ATTACK-SQLI", "path-traversal", "xss"}}
-	if *prebuilt != "" {
-		cfg.Binaries = &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
-	}
 	if *full {
 		cfg.Levels, cfg.PerCategory, cfg.Categories = []int32{1, 2}, 0, nil
 	}

@@ -3,11 +3,9 @@ package bench
 import (
 	"bufio"
 	"context"
-	"fmt"
 	"net/http"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -214,7 +212,7 @@ func envoyAuthzErrors(ctx context.Context, st *stack.Stack) (int, error) {
 // overloadCounts reads how many requests the agent has counted as
 // overloaded (its metric) and audited as such (its audit log).
 func overloadCounts(ctx context.Context, st *stack.Stack) (metric, audited int, err error) {
-	if metric, err = overloadedMetric(ctx, st.AgentURL()); err != nil {
+	if metric, err = sumAgentMetric(ctx, st.AgentURL(), "meshwaf_agent_requests_total", `verdict="overloaded"`); err != nil {
 		return 0, 0, err
 	}
 	audited, err = countAudited(st.LogPaths().Audit)
@@ -251,39 +249,6 @@ func timedLoop(g *gatewayClient, sc Scenario, host string, n int, d time.Duratio
 	}
 	wg.Wait()
 	return inTime, all, errs
-}
-
-// overloadedMetric sums meshwaf_agent_requests_total{verdict="overloaded"}
-// over its series on the agent's /metrics; none is 0.
-func overloadedMetric(ctx context.Context, agentURL string) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, agentURL+"/metrics", nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return 0, fmt.Errorf("agent /metrics: status %d", resp.StatusCode)
-	}
-	sum := 0.0
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "meshwaf_agent_requests_total{") || !strings.Contains(line, `verdict="overloaded"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return 0, fmt.Errorf("agent /metrics: %q: %w", line, err)
-		}
-		sum += v
-	}
-	return int(sum), sc.Err()
 }
 
 // countAudited counts the agent's audit lines whose action is

@@ -1,11 +1,8 @@
 package bench
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -102,41 +99,16 @@ func (c ShadowCost) perEvaluation() time.Duration {
 
 type shadowTally struct{ evaluated, skipped int }
 
-// shadowCounts sums meshwaf_agent_shadow_requests_total for shadowHost:
+// shadowCounts reads meshwaf_agent_shadow_requests_total for shadowHost:
 // skipped apart, every other verdict as evaluated.
 func shadowCounts(ctx context.Context, agentURL string) (shadowTally, error) {
-	var n shadowTally
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, agentURL+"/metrics", nil)
+	const metric, host = "meshwaf_agent_shadow_requests_total", `host="` + shadowHost + `"`
+	all, err := sumAgentMetric(ctx, agentURL, metric, host)
 	if err != nil {
-		return n, err
+		return shadowTally{}, err
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return n, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return n, fmt.Errorf("agent /metrics: status %d", resp.StatusCode)
-	}
-	sc := bufio.NewScanner(resp.Body)
-	sc.Buffer(nil, 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		if !strings.HasPrefix(line, "meshwaf_agent_shadow_requests_total{") || !strings.Contains(line, `host="`+shadowHost+`"`) {
-			continue
-		}
-		f := strings.Fields(line)
-		v, err := strconv.ParseFloat(f[len(f)-1], 64)
-		if err != nil {
-			return n, fmt.Errorf("agent /metrics: %q: %w", line, err)
-		}
-		if strings.Contains(line, `verdict="skipped"`) {
-			n.skipped += int(v)
-		} else {
-			n.evaluated += int(v)
-		}
-	}
-	return n, sc.Err()
+	skipped, err := sumAgentMetric(ctx, agentURL, metric, host, `verdict="skipped"`)
+	return shadowTally{evaluated: all - skipped, skipped: skipped}, err
 }
 
 // writeShadow is the report's section on the shadow's cost.
