@@ -140,7 +140,9 @@ func New(cfg Config) (*Agent, error) {
 
 	// The gRPC server starts its stream workers at once, so it is created
 	// only when New can no longer fail.
-	a.grpcSrv = grpc.NewServer(serverOptions(cfg.MaxRequestBytes)...)
+	gateUnary, gateStream := readyGate(a.client.ready, func() { m.request(noPolicyLabel, noPolicyLabel, verdictNotReady) })
+	a.grpcSrv = grpc.NewServer(append(serverOptions(cfg.MaxRequestBytes),
+		grpc.ChainUnaryInterceptor(gateUnary), grpc.ChainStreamInterceptor(gateStream))...)
 	// Shadow inspections take at most half the workers' share of CPU
 	// (shadow.go).
 	a.in = &inspector{reg: a.reg, audit: NewAuditLog(cfg.AuditLog), metrics: m,

@@ -17,6 +17,9 @@ const (
 	// not inspected in time (no CPU free, or the inspection outlasted
 	// Envoy's timeout); answered by the failure mode
 	verdictOverloaded = "overloaded"
+	// refused before the first policy set was compiled (readygate.go);
+	// answered by Envoy by the failure mode
+	verdictNotReady = "not_ready"
 )
 
 // noPolicyLabel is the gateway and host label of requests no policy

@@ -13,9 +13,10 @@ import (
 // through Envoy + agent, one request at a time, for the PL1 host and for a
 // host whose policy is the same PL1 with a PL2 shadow beside it, the two
 // taking turns in the same rounds. The agent evaluates a shadow after it
-// has answered, so the shadow costs CPU, not latency; with every shadow
-// slot busy it skips the request (agent/shadow.go), which the step counts
-// from the agent's metrics.
+// has answered, so the shadow never delays its own request, only, through
+// the CPU it takes, the requests that follow; with every shadow slot busy
+// it skips the request (agent/shadow.go), which the step counts from the
+// agent's metrics.
 
 // shadowHost's policy enforces PL1 and shadows PL2.
 const shadowHost = "shadow.bench.local"
@@ -121,7 +122,8 @@ func (rep *Report) writeShadow(b *strings.Builder) {
 		"with a PL2 shadow (`spec.shadow.crs.paranoiaLevel: 2`), taking turns in the same rounds. The agent evaluates the shadow " +
 		"after answering, on a shadow slot (half the agent's inspection workers, at least one), and skips it when every slot is " +
 		"busy; the verdicts were the enforced policy's throughout (the run checks every answer). CPU is Envoy's and the agent's; " +
-		"the evaluations still running when a round ends are charged to the next round.\n\n")
+		"the evaluations still running when a round ends are charged to the next round. A shadow never delays its own request's " +
+		"answer, but on these two CPUs its work competes with the next request's, which the latency columns show.\n\n")
 	b.WriteString("| scenario | CPU/req PL1 | CPU/req PL1 + PL2 shadow | ratio (rounds) | p50 / p99 PL1 | p50 / p99 with shadow | shadow evaluated / skipped | added CPU per evaluated shadow |\n")
 	b.WriteString("|---|---:|---:|---|---|---|---|---:|\n")
 	for _, c := range rep.Shadow {

@@ -240,7 +240,7 @@ type AgentPolicy struct {
 
 // AgentPolicies returns what the agent says it enforces.
 func (s *Stack) AgentPolicies(ctx context.Context) ([]AgentPolicy, error) {
-	if s.agent == nil {
+	if s.agentProcess() == nil {
 		return nil, fmt.Errorf("agent: %w", errNotRunning)
 	}
 	var out struct {

@@ -24,15 +24,15 @@ type Stack struct {
 	runDir  string
 	ports   Ports
 	backend *backend
-	agent   *proc.Process // nil with EnvoyOnly
 	envoy   *proc.Process
 
 	pki *PKI
-	// xdsMu guards xds, the only process replaced while the stack runs
-	// (KillControlPlane, RestartControlPlane) as other goroutines send
-	// traffic and call PIDs or Alive.
-	xdsMu sync.Mutex
-	xds   *proc.Process // nil with EnvoyOnly and while killed
+	// procMu guards xds and agent, the processes a test may stop and start
+	// again while the stack runs (KillControlPlane, KillAgent and the
+	// restarts) as other goroutines send traffic and call PIDs or Alive.
+	procMu sync.Mutex
+	xds    *proc.Process // nil with EnvoyOnly and while stopped
+	agent  *proc.Process // nil with EnvoyOnly and while stopped
 }
 
 // Start runs every component and returns once all are ready and, unless
@@ -132,6 +132,13 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	if err := s.startControlPlane(ctx); err != nil {
 		return err
 	}
+	return s.startAgent(ctx)
+}
+
+// startAgent runs the agent and waits for its readiness (its first
+// policies compiled). Like the control plane's, its arguments depend only
+// on the configuration and the ports.
+func (s *Stack) startAgent(ctx context.Context) error {
 	cfg, p := s.cfg, s.ports
 	env, err := AgentEnvironment()
 	if err != nil {
@@ -147,11 +154,14 @@ func (s *Stack) startMeshwaf(ctx context.Context) error {
 	if cfg.InspectionWorkers > 0 {
 		args = append(args, "--inspection-workers", strconv.Itoa(cfg.InspectionWorkers))
 	}
-	s.agent, err = proc.Start("agent", s.LogPaths().Agent, cfg.Binaries.Agent, proc.Options{Env: env}, args...)
+	agent, err := proc.Start("agent", s.LogPaths().Agent, cfg.Binaries.Agent, proc.Options{Env: env}, args...)
 	if err != nil {
 		return err
 	}
-	return s.waitReady(ctx, s.agent, s.AgentURL()+"/readyz")
+	s.procMu.Lock()
+	s.agent = agent
+	s.procMu.Unlock()
+	return s.waitReady(ctx, agent, s.AgentURL()+"/readyz")
 }
 
 // startControlPlane runs the control plane and waits for its readiness. Its
@@ -178,17 +188,39 @@ func (s *Stack) startControlPlane(ctx context.Context) error {
 	}
 	// Recorded before waiting, so that Stop ends a control plane that
 	// never became ready.
-	s.xdsMu.Lock()
+	s.procMu.Lock()
 	s.xds = xds
-	s.xdsMu.Unlock()
+	s.procMu.Unlock()
 	return s.waitReady(ctx, xds, s.ControlPlaneURL()+"/readyz")
 }
 
 // controlPlane is the running control plane process, nil if there is none.
-func (s *Stack) controlPlane() *proc.Process {
-	s.xdsMu.Lock()
-	defer s.xdsMu.Unlock()
-	return s.xds
+func (s *Stack) controlPlane() *proc.Process { return s.running(&s.xds) }
+
+// agentProcess is the running agent, nil if there is none.
+func (s *Stack) agentProcess() *proc.Process { return s.running(&s.agent) }
+
+func (s *Stack) running(p **proc.Process) *proc.Process {
+	s.procMu.Lock()
+	defer s.procMu.Unlock()
+	return *p
+}
+
+// take removes a running process from the stack, for a test to stop it. A
+// process that had already exited on its own is reported as an error
+// rather than silently "stopped".
+func (s *Stack) take(p **proc.Process, what string) (*proc.Process, error) {
+	s.procMu.Lock()
+	q := *p
+	*p = nil
+	s.procMu.Unlock()
+	if q == nil {
+		return nil, fmt.Errorf("%s: %w", what, errNotRunning)
+	}
+	if err := q.Exited(); err != nil {
+		return nil, err
+	}
+	return q, nil
 }
 
 // KillControlPlane ends the control plane with SIGKILL, as the OOM killer or
@@ -196,21 +228,50 @@ func (s *Stack) controlPlane() *proc.Process {
 // Envoy and the agent only see their connections reset, which is the
 // failure they must ride out with their last configuration. Until
 // RestartControlPlane, PIDs reports 0 for the control plane and Alive does
-// not count it as a crash. A control plane that had already exited on its
-// own is reported as an error rather than silently "killed".
+// not count it as a crash.
 func (s *Stack) KillControlPlane() error {
-	s.xdsMu.Lock()
-	p := s.xds
-	s.xds = nil
-	s.xdsMu.Unlock()
-	if p == nil {
-		return fmt.Errorf("kill control plane: %w", errNotRunning)
-	}
-	if err := p.Exited(); err != nil {
+	p, err := s.take(&s.xds, "kill control plane")
+	if err != nil {
 		return err
 	}
 	p.Kill()
 	return nil
+}
+
+// KillAgent ends the agent with SIGKILL, as a crash or the OOM killer
+// does: Envoy's ext_authz calls fail at once, and the gateway answers by
+// the policy's failure mode. Until RestartAgent, PIDs reports 0 for the
+// agent and Alive does not count it as a crash.
+func (s *Stack) KillAgent() error {
+	p, err := s.take(&s.agent, "kill agent")
+	if err != nil {
+		return err
+	}
+	p.Kill()
+	return nil
+}
+
+// TerminateAgent sends the agent SIGTERM, as the kubelet does in a rolling
+// update, and waits up to grace for it to exit on its own.
+func (s *Stack) TerminateAgent(grace time.Duration) error {
+	p, err := s.take(&s.agent, "terminate agent")
+	if err != nil {
+		return err
+	}
+	return p.Stop(grace)
+}
+
+// RestartAgent starts the agent again after KillAgent or TerminateAgent,
+// with the same flags on the same ports, and returns once it is ready.
+func (s *Stack) RestartAgent(ctx context.Context) error {
+	if s.cfg.EnvoyOnly {
+		return errors.New("restart agent: the stack runs EnvoyOnly")
+	}
+	if p := s.agentProcess(); p != nil {
+		return fmt.Errorf("restart agent: pid %d is still running", p.PID())
+	}
+	s.cfg.Logf("restarting the agent on %s", freeport.Addr(s.ports.Agent))
+	return s.startAgent(ctx)
 }
 
 // RestartControlPlane starts the control plane again after
@@ -274,7 +335,7 @@ func (s *Stack) startEnvoy(ctx context.Context) error {
 func (s *Stack) Stop() error {
 	var errs []error
 	// Envoy first, so no request reaches an agent that is going away.
-	for _, p := range []*proc.Process{s.envoy, s.agent, s.controlPlane()} {
+	for _, p := range []*proc.Process{s.envoy, s.agentProcess(), s.controlPlane()} {
 		if p != nil {
 			errs = append(errs, p.Stop(5*time.Second))
 		}
@@ -319,7 +380,7 @@ func (s *Stack) PIDs() PIDs {
 		}
 		return p.PID()
 	}
-	return PIDs{ControlPlane: pid(s.controlPlane()), Agent: pid(s.agent), Envoy: pid(s.envoy)}
+	return PIDs{ControlPlane: pid(s.controlPlane()), Agent: pid(s.agentProcess()), Envoy: pid(s.envoy)}
 }
 
 // LogPaths are the files each process writes (stdout and stderr together),
@@ -336,10 +397,11 @@ func (s *Stack) LogPaths() LogPaths {
 }
 
 // Alive returns an error naming every process that has exited, except a
-// control plane stopped on purpose by KillControlPlane.
+// control plane or agent stopped on purpose (KillControlPlane, KillAgent,
+// TerminateAgent).
 func (s *Stack) Alive() error {
 	var errs []error
-	for _, p := range []*proc.Process{s.controlPlane(), s.agent, s.envoy} {
+	for _, p := range []*proc.Process{s.controlPlane(), s.agentProcess(), s.envoy} {
 		if p != nil {
 			errs = append(errs, p.Exited())
 		}
