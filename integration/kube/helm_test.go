@@ -24,18 +24,9 @@ import (
 func TestHelmChartRendersForAnotherNamespaceAndGateway(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	script := filepath.Join(kube.RepoRoot(), "scripts", "install-helm.sh")
-	out, err := exec.CommandContext(ctx, script).Output()
-	if err != nil {
-		t.Fatalf("%s: %v", script, err)
-	}
-	helm := strings.TrimSpace(string(out))
-	rendered, err := exec.CommandContext(ctx, helm, "template", "meshwaf", filepath.Join(kube.RepoRoot(), "deploy", "helm", "meshwaf"),
-		"--namespace", "waf", "--set", "createNamespace=true", "--set", "gateway.namespace=edge",
-		"--set", "gateway.selector.istio=null", "--set", "gateway.selector.app=edge-gateway").Output()
-	if err != nil {
-		t.Fatalf("helm template: %v", err)
-	}
+	helm := helmBinary(ctx, t)
+	rendered := helmTemplate(ctx, t, "--namespace", "waf", "--set", "createNamespace=true", "--set", "gateway.namespace=edge",
+		"--set", "gateway.selector.istio=null", "--set", "gateway.selector.app=edge-gateway")
 	for _, stale := range []string{"meshwaf-system", "istio-ingress", "ingressgateway"} {
 		if bytes.Contains(rendered, []byte(stale)) {
 			t.Errorf("the rendered chart still names %q", stale)
@@ -93,4 +84,27 @@ func TestHelmChartRendersForAnotherNamespaceAndGateway(t *testing.T) {
 			t.Errorf("%s: %v", name[1], err)
 		}
 	}
+}
+
+// helmBinary is the cached helm (scripts/install-helm.sh installs it).
+func helmBinary(ctx context.Context, t *testing.T) string {
+	t.Helper()
+	script := filepath.Join(kube.RepoRoot(), "scripts", "install-helm.sh")
+	out, err := exec.CommandContext(ctx, script).Output()
+	if err != nil {
+		t.Fatalf("%s: %v", script, err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// helmTemplate renders the chart with args (namespace, --set ...).
+func helmTemplate(ctx context.Context, t *testing.T, args ...string) []byte {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, helmBinary(ctx, t), append([]string{"template", "meshwaf",
+		filepath.Join(kube.RepoRoot(), "deploy", "helm", "meshwaf")}, args...)...)
+	rendered, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("helm template %v: %v", args, err)
+	}
+	return rendered
 }
