@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -52,6 +53,12 @@ type Config struct {
 	MaxRequestBytes int
 	// ShutdownGrace is how long in-flight Checks get on shutdown. Default 5s.
 	ShutdownGrace time.Duration
+	// DrainDelay is how long the agent keeps serving after it was told to
+	// stop, with /readyz answering 503, before it stops accepting calls:
+	// the time its endpoint needs to leave the gateways' load balancing
+	// (Kubernetes endpoints, then istiod's EDS push), so that new calls go
+	// to the agent that replaces it instead of failing. Default 0.
+	DrainDelay time.Duration
 	// Compile overrides WAF compilation (tests share one compiled CRS).
 	Compile CompileFunc
 	// InspectionWorkers is how many inspections run at once; the others
@@ -105,6 +112,8 @@ type Agent struct {
 	grpcLis  net.Listener
 	httpLis  net.Listener
 	registry *prometheus.Registry
+	// draining is set once shutdown has begun; /readyz then fails.
+	draining atomic.Bool
 }
 
 // New validates cfg and binds both listeners, so that a bad address fails
@@ -249,6 +258,11 @@ func controlPlaneOptions() []grpc.DialOption {
 const lateShutdownWait = time.Second
 
 func (a *Agent) shutdown() {
+	a.draining.Store(true)
+	if a.cfg.DrainDelay > 0 {
+		a.cfg.Logger.Info("draining: not ready, still serving", "for", a.cfg.DrainDelay.String())
+		time.Sleep(a.cfg.DrainDelay)
+	}
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownGrace)
 	defer cancel()
 	stopped := make(chan struct{})

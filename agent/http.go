@@ -24,6 +24,10 @@ func (a *Agent) httpHandler() http.Handler {
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if a.draining.Load() {
+			http.Error(w, "draining: shutting down", http.StatusServiceUnavailable)
+			return
+		}
 		select {
 		case <-a.client.ready:
 			w.Write([]byte("ok\n"))

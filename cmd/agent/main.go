@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"runtime"
 	"syscall"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -65,6 +66,8 @@ Flags:
 	// the DaemonSet's arguments, and tests run the real agent both ways.
 	stockOps := fs.Bool("stock-operators", os.Getenv(stockOperatorsEnv) == "1",
 		"match @rx with Coraza's own operator (Go's regexp) instead of the faster engine (default true if $"+stockOperatorsEnv+" is 1)")
+	drain := fs.Duration("drain-delay", 5*time.Second,
+		"on SIGTERM, keep serving this long with /readyz failing, so that gateways move to the replacing agent first (the DaemonSet's terminationGracePeriodSeconds must exceed it)")
 	workers := fs.Int("inspection-workers", runtime.GOMAXPROCS(0),
 		"how many inspections run at once (default: the CPUs the agent may use); more wait their turn until Envoy's deadline, then are answered by the policy's failure mode")
 	if err := fs.Parse(args); err != nil {
@@ -117,6 +120,7 @@ Flags:
 		Profiling:      *profiling,
 
 		InspectionWorkers: *workers,
+		DrainDelay:        *drain,
 	})
 	if err != nil {
 		return err

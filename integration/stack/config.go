@@ -73,6 +73,9 @@ type Config struct {
 	// InspectionWorkers is the agent's --inspection-workers; zero keeps its
 	// default (one per CPU).
 	InspectionWorkers int
+	// AgentDrainDelay is the agent's --drain-delay: zero here, so that a
+	// stack stops at once (the agent's own default is 5s).
+	AgentDrainDelay time.Duration
 	// ReadyTimeout bounds the wait for each component to become ready.
 	// Default 60s (the first CRS compile and Envoy start are slow on small
 	// machines, especially under a parallel test run).

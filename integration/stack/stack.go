@@ -150,6 +150,7 @@ func (s *Stack) startAgent(ctx context.Context) error {
 		"--http-listen", freeport.Addr(p.AgentHTTP),
 		"--node-id", cfg.NodeID,
 		"--audit-log", s.LogPaths().Audit,
+		"--drain-delay", cfg.AgentDrainDelay.String(),
 		"--log-format", "json")
 	if cfg.InspectionWorkers > 0 {
 		args = append(args, "--inspection-workers", strconv.Itoa(cfg.InspectionWorkers))
@@ -337,7 +338,7 @@ func (s *Stack) Stop() error {
 	// Envoy first, so no request reaches an agent that is going away.
 	for _, p := range []*proc.Process{s.envoy, s.agentProcess(), s.controlPlane()} {
 		if p != nil {
-			errs = append(errs, p.Stop(5*time.Second))
+			errs = append(errs, p.Stop(5*time.Second+s.cfg.AgentDrainDelay))
 		}
 	}
 	if s.backend != nil {
