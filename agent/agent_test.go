@@ -49,6 +49,23 @@ func startAgent(t *testing.T, xdsAddr string) (*Agent, *syncBuffer) {
 	return a, audit
 }
 
+// dialReady waits until a has compiled its first policy set and returns a
+// connection to its gRPC server, closed at cleanup.
+func dialReady(t *testing.T, a *Agent) *grpc.ClientConn {
+	t.Helper()
+	select {
+	case <-a.Ready():
+	case <-time.After(15 * time.Second):
+		t.Fatal("agent never ready")
+	}
+	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}
+
 func httpGet(t *testing.T, a *Agent, path string) (int, string) {
 	t.Helper()
 	resp, err := http.Get("http://" + a.HTTPAddr().String() + path)
@@ -65,17 +82,7 @@ func TestAgentEndToEnd(t *testing.T) {
 	x.set(t, testPolicy(testGateway, "shop.example.com"))
 	x.set(t, testPolicy(testGateway, "*.example.com", withMode(agentapi.Mode_MODE_DETECT)))
 	a, audit := startAgent(t, x.addr)
-	select {
-	case <-a.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent never ready")
-	}
-
-	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialReady(t, a)
 	authz := authv3.NewAuthorizationClient(conn)
 	ctx := metadata.AppendToOutgoingContext(context.Background(),
 		agentapi.GatewayMetadataKey, "other/gw", agentapi.GatewayMetadataKey, testGateway)

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -29,16 +27,7 @@ func TestDrainKeepsServingWhileNotReady(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- a.Start(ctx) }()
 	defer cancel()
-	select {
-	case <-a.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent never ready")
-	}
-	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialReady(t, a)
 	authz := authv3.NewAuthorizationClient(conn)
 	callCtx := metadata.AppendToOutgoingContext(context.Background(), agentapi.GatewayMetadataKey, testGateway)
 

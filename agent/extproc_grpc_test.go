@@ -10,8 +10,6 @@ import (
 
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -57,16 +55,7 @@ func TestAgentServesExtProc(t *testing.T) {
 	x.set(t, testPolicy(testGateway, "shop.example.com", withResponses(0, leakRule)))
 	x.set(t, testPolicy(testGateway, "api.example.com"))
 	a, audit := startAgent(t, x.addr)
-	select {
-	case <-a.Ready():
-	case <-time.After(15 * time.Second):
-		t.Fatal("agent never ready")
-	}
-	conn, err := grpc.NewClient(a.GRPCAddr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := dialReady(t, a)
 	client := extprocv3.NewExternalProcessorClient(conn)
 	buffered := filterv3.ProcessingMode_BUFFERED
 
