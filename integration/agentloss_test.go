@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"sort"
@@ -92,7 +93,9 @@ func (t tally) String() string {
 // (Envoy has one failure mode per gateway, Open only if every policy on it
 // says so: docs/wafpolicy.md, failureMode):
 //   - while the agent is gone, Closed answers every request with Envoy's
-//     503, never the 403 of a block, and Open lets every request through;
+//     503, never the 403 of a block, with the body the EnvoyFilter's reply
+//     mapper gives it (the WAF is unavailable), and Open lets every request
+//     through;
 //   - while the new agent starts, it refuses calls until its policies are
 //     compiled (agent/readygate.go), so every answer is either that one or
 //     the right verdict;
@@ -174,6 +177,9 @@ func agentKilledUnderLoad(t *testing.T, failureMode string) {
 		if want != 0 && a.status != want {
 			t.Errorf("%s %s: status %d (body %q, error %v), want %d", phase, a.req, a.status, a.body, a.err, want)
 		}
+		if phase == "outage" && failureMode == "Closed" && !saysUnavailable(a.body) {
+			t.Errorf("outage %s: body %q does not say the WAF is unavailable", a.req, a.body)
+		}
 	}
 	for _, phase := range []string{"before", "outage", "after"} {
 		for r := range right {
@@ -187,4 +193,16 @@ func agentKilledUnderLoad(t *testing.T, failureMode string) {
 	for _, phase := range []string{"before", "across a boundary", "outage", "starting", "settling", "after"} {
 		t.Logf("%s:%s", phase, phases[phase])
 	}
+}
+
+// saysUnavailable reports whether body is the reply the EnvoyFilter maps a
+// fail-closed WAF filter's error to: JSON saying the WAF is unavailable,
+// with the request's id.
+func saysUnavailable(body string) bool {
+	var reply struct {
+		Error     string `json:"error"`
+		RequestID string `json:"request_id"`
+	}
+	return json.Unmarshal([]byte(body), &reply) == nil &&
+		reply.Error == "web application firewall unavailable" && reply.RequestID != ""
 }

@@ -60,7 +60,8 @@ func filterCalls(t *testing.T, s *stack.Stack) (authz, proc uint64) {
 // A policy inspecting responses makes the control plane switch the gateway
 // to ext_proc over ECDS. Request attacks are still blocked, a response
 // carrying a secret is replaced by the block response in Prevent and only
-// audited in Detect, and turning response inspection off switches back to
+// audited in Detect; with the agent gone the 503 says the WAF is
+// unavailable; and turning response inspection off switches back to
 // ext_authz without a restart.
 func TestExtProcInspectsResponses(t *testing.T) {
 	dir := demoManifests(t)
@@ -109,6 +110,20 @@ func TestExtProcInspectsResponses(t *testing.T) {
 	})
 	if authz, proc := filterCalls(t, s); proc == 0 || authz != 0 {
 		t.Errorf("Envoy counted %d ext_authz and %d ext_proc calls, want ext_proc only", authz, proc)
+	}
+
+	// With no agent to answer, a fail-closed ext_proc filter's 503 says the
+	// WAF is unavailable, as ext_authz's does (TestAgentKilledUnderLoad).
+	if err := s.KillAgent(); err != nil {
+		t.Fatal(err)
+	}
+	if r := send(t, s, benign); r.status != http.StatusServiceUnavailable || !saysUnavailable(r.body) {
+		t.Errorf("%s with the agent gone: status %d, body %q; want 503 saying the WAF is unavailable", benign, r.status, r.body)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := s.RestartAgent(ctx); err != nil {
+		t.Fatal(err)
 	}
 
 	// Without response inspection the gateway goes back to ext_authz.

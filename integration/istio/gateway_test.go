@@ -3,6 +3,7 @@ package istio
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -80,15 +81,23 @@ metadata: {name: istio-ingressgateway, namespace: istio-ingress}
 // endpoint controller would make for that pod (no kubelet runs here).
 func startMeshwaf(t *testing.T, c *kube.Cluster, node, ip string) *stack.Stack {
 	t.Helper()
+	return startMeshwafPod(t, c, agentPod{name: "meshwaf-agent-" + node, node: node, ip: ip}, 0)
+}
+
+// startMeshwafPod is startMeshwaf for the agent pod p, whose agent drains
+// for drainDelay when told to stop.
+func startMeshwafPod(t *testing.T, c *kube.Cluster, p agentPod, drainDelay time.Duration) *stack.Stack {
+	t.Helper()
 	s := stack.StartForTest(t, stack.Config{
-		PodIP:            ip,
-		NodeID:           node,
+		PodIP:            p.ip,
+		NodeID:           p.node,
 		Kubeconfig:       c.Kubeconfig(),
 		ControlPlaneArgs: []string{"--namespace", meshwafNamespace},
 		AgentCluster:     "outbound|9191||meshwaf-agent." + meshwafNamespace + ".svc.cluster.local",
+		AgentDrainDelay:  drainDelay,
 		NoEnvoy:          true,
 	})
-	startAgentPod(t, c, node, ip, s.Ports().Agent)
+	startAgentPod(t, c, p, s.Ports().Agent)
 	return s
 }
 
@@ -224,12 +233,18 @@ func waitProgrammed(t *testing.T, c *kube.Cluster, name string, timeout time.Dur
 	t.Fatalf("WAFPolicy %s not Programmed within %s: %v", name, timeout, last)
 }
 
+// agentPod is one pod of the agent DaemonSet.
+type agentPod struct {
+	name, node string
+	ip         string // the pod's address, which its agent listens on
+}
+
 // agentEndpoint is what a kubelet and the endpoint controller would make
-// for the agent's DaemonSet pod on node, listening on ip:port: the Node, a
-// Pod object with its node (istiod finds an endpoint's node through its
-// Pod, which internalTrafficPolicy: Local needs) and an EndpointSlice of
-// the agent Service naming it.
-func agentEndpoint(node, ip string, port int) string {
+// for the agent pod p listening on port, its endpoint in state conditions:
+// the Node, a Pod object with its node (istiod finds an endpoint's node
+// through its Pod, which internalTrafficPolicy: Local needs) and an
+// EndpointSlice of the agent Service naming it.
+func agentEndpoint(p agentPod, port int, conditions string) string {
 	return fmt.Sprintf(`apiVersion: v1
 kind: Node
 metadata: {name: %[1]s}
@@ -237,7 +252,7 @@ metadata: {name: %[1]s}
 apiVersion: v1
 kind: Pod
 metadata:
-  name: meshwaf-agent-%[1]s
+  name: %[2]s
   namespace: meshwaf-system
   labels: {app.kubernetes.io/name: meshwaf-agent}
 spec:
@@ -249,17 +264,17 @@ spec:
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
 metadata:
-  name: meshwaf-agent-%[1]s
+  name: %[2]s
   namespace: meshwaf-system
   labels: {kubernetes.io/service-name: meshwaf-agent}
 addressType: IPv4
-ports: [{name: grpc-authz, port: %[3]d, protocol: TCP, appProtocol: grpc}]
+ports: [{name: grpc-authz, port: %[4]d, protocol: TCP, appProtocol: grpc}]
 endpoints:
-- addresses: ["%[2]s"]
-  conditions: {ready: true}
+- addresses: ["%[3]s"]
+  conditions: %[5]s
   nodeName: %[1]s
-  targetRef: {kind: Pod, name: meshwaf-agent-%[1]s, namespace: meshwaf-system}
-`, node, ip, port)
+  targetRef: {kind: Pod, name: %[2]s, namespace: meshwaf-system}
+`, p.node, p.name, p.ip, port, conditions)
 }
 
 // backendEndpoint is the demo's storefront Service with an EndpointSlice
@@ -282,20 +297,28 @@ endpoints: [{addresses: ["%[1]s"], conditions: {ready: true}}]
 `, ip, port)
 }
 
-// startAgentPod makes the objects of the agent's pod on node and marks it
-// running.
-func startAgentPod(t *testing.T, c *kube.Cluster, node, ip string, port int) {
+// The conditions of an agent's endpoint: ready, and what the endpoint
+// controller writes once its pod is being deleted (still serving while it
+// drains).
+const (
+	readyEndpoint       = "{ready: true}"
+	terminatingEndpoint = "{ready: false, serving: true, terminating: true}"
+)
+
+// startAgentPod makes the objects of agent pod p, its agent listening on
+// port, and marks it running.
+func startAgentPod(t *testing.T, c *kube.Cluster, p agentPod, port int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := c.Apply(ctx, []byte(agentEndpoint(node, ip, port))); err != nil {
+	if _, err := c.Apply(ctx, []byte(agentEndpoint(p, port, readyEndpoint))); err != nil {
 		t.Fatal(err)
 	}
 	cs, err := c.Clientset()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := markRunning(ctx, cs, meshwafNamespace, "meshwaf-agent-"+node, ip); err != nil {
+	if err := markRunning(ctx, cs, meshwafNamespace, p.name, p.ip); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -315,18 +338,26 @@ func status(t *testing.T, base, host, target string) int {
 }
 
 func tryStatus(base, host, target string) (int, error) {
+	code, _, err := getWithBody(base, host, target)
+	return code, err
+}
+
+// getWithBody sends GET target to the gateway listening at base, with Host
+// host, and returns the answer's status and body.
+func getWithBody(base, host, target string) (int, string, error) {
 	req, err := http.NewRequest(http.MethodGet, base+target, nil)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
 	req.Host = host
 	client := &http.Client{Timeout: 5 * time.Second}
 	resp, err := client.Do(req)
 	if err != nil {
-		return 0, err
+		return 0, "", err
 	}
-	resp.Body.Close()
-	return resp.StatusCode, nil
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), err
 }
 
 // waitStatus waits until GET target at base answers want.

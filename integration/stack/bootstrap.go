@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,6 +21,7 @@ const (
 	xdsClusterName = "meshwaf_xds"
 	wafFilterName  = "meshwaf.waf"
 	routerFilter   = "envoy.filters.http.router"
+	hcmFilter      = "envoy.filters.network.http_connection_manager"
 	bootstrapKey   = "custom_bootstrap.json"
 )
 
@@ -68,11 +70,11 @@ func buildEnvoyConfig(files fs.FS, p bootstrapParams) (envoyConfig, error) {
 	if err != nil {
 		return envoyConfig{}, fmt.Errorf("%s: %w", deploy.IstioBootstrapOverride, err)
 	}
-	waf, err := loadWAFFilter(files)
+	patches, err := loadEnvoyFilter(files)
 	if err != nil {
 		return envoyConfig{}, fmt.Errorf("%s: %w", deploy.IstioEnvoyFilter, err)
 	}
-	boot, err := json.MarshalIndent(gatewayBootstrap(p, waf), "", "  ")
+	boot, err := json.MarshalIndent(gatewayBootstrap(p, patches), "", "  ")
 	if err != nil {
 		return envoyConfig{}, err
 	}
@@ -223,36 +225,65 @@ func remount(v any, dir string) any {
 	return v
 }
 
-// loadWAFFilter returns the HTTP filter the EnvoyFilter inserts before the
-// router.
-func loadWAFFilter(files fs.FS) (map[string]any, error) {
+// envoyFilterPatches is what the EnvoyFilter makes istiod patch into a
+// gateway's listener: the HTTP filter inserted before the router, and the
+// fields merged into the HTTP connection manager.
+type envoyFilterPatches struct {
+	WAF map[string]any
+	HCM map[string]any // HttpConnectionManager fields, without @type
+}
+
+// loadEnvoyFilter reads the EnvoyFilter's two patches and fails on any
+// other: the harness must apply everything istiod would.
+func loadEnvoyFilter(files fs.FS) (envoyFilterPatches, error) {
+	var out envoyFilterPatches
 	raw, err := fs.ReadFile(files, deploy.IstioEnvoyFilter)
 	if err != nil {
-		return nil, err
+		return out, err
 	}
 	var ef map[string]any
 	if err := yaml.Unmarshal(raw, &ef); err != nil {
-		return nil, err
+		return out, err
 	}
 	if ef["kind"] != "EnvoyFilter" {
-		return nil, fmt.Errorf("kind %v, want EnvoyFilter", ef["kind"])
+		return out, fmt.Errorf("kind %v, want EnvoyFilter", ef["kind"])
 	}
 	patches, _ := dig(ef, "spec", "configPatches").([]any)
-	for _, p := range patches {
-		value, ok := dig(p, "patch", "value").(map[string]any)
-		if !ok || value["name"] != wafFilterName {
-			continue
+	for i, p := range patches {
+		value, _ := dig(p, "patch", "value").(map[string]any)
+		switch applyTo, op := dig(p, "applyTo"), dig(p, "patch", "operation"); {
+		case applyTo == "HTTP_FILTER" && op == "INSERT_BEFORE" && value["name"] == wafFilterName:
+			if dig(p, "match", "listener", "filterChain", "filter", "subFilter", "name") != routerFilter {
+				return out, fmt.Errorf("the %s patch must insert it before %s", wafFilterName, routerFilter)
+			}
+			if dig(value, "config_discovery") == nil {
+				return out, fmt.Errorf("the %s filter has no config_discovery", wafFilterName)
+			}
+			out.WAF = value
+		case applyTo == "NETWORK_FILTER" && op == "MERGE" &&
+			dig(p, "match", "listener", "filterChain", "filter", "name") == hcmFilter:
+			hcm, _ := dig(value, "typed_config").(map[string]any)
+			if hcm == nil {
+				return out, fmt.Errorf("patch %d merges no typed_config into %s", i, hcmFilter)
+			}
+			out.HCM = maps.Clone(hcm)
+			delete(out.HCM, "@type")
+			// The harness writes the rest of the connection manager itself;
+			// a field it also sets would be silently overwritten.
+			for k := range out.HCM {
+				if k != "local_reply_config" {
+					return out, fmt.Errorf("patch %d merges %s into %s, which the harness does not know", i, k, hcmFilter)
+				}
+			}
+		default:
+			return out, fmt.Errorf("patch %d (%v %v) is neither %s %s %s nor a MERGE into %s: the harness cannot apply it",
+				i, applyTo, op, wafFilterName, "INSERT_BEFORE", routerFilter, hcmFilter)
 		}
-		if dig(p, "applyTo") != "HTTP_FILTER" || dig(p, "patch", "operation") != "INSERT_BEFORE" ||
-			dig(p, "match", "listener", "filterChain", "filter", "subFilter", "name") != routerFilter {
-			return nil, fmt.Errorf("the %s patch must be an HTTP_FILTER INSERT_BEFORE %s", wafFilterName, routerFilter)
-		}
-		if dig(value, "config_discovery") == nil {
-			return nil, fmt.Errorf("the %s filter has no config_discovery", wafFilterName)
-		}
-		return value, nil
 	}
-	return nil, fmt.Errorf("no configPatch inserts a filter named %s", wafFilterName)
+	if out.WAF == nil {
+		return out, fmt.Errorf("no configPatch inserts a filter named %s", wafFilterName)
+	}
+	return out, nil
 }
 
 // dig walks nested YAML/JSON values by map key (string) or list index (int)

@@ -93,6 +93,12 @@ func TestBuildEnvoyConfigFromDeployFiles(t *testing.T) {
 	if dig(filters[0], "config_discovery", "config_source", "api_config_source", "grpc_services", 0, "envoy_grpc", "cluster_name") != xdsClusterName {
 		t.Errorf("meshwaf.waf does not discover its config from %s: %v", xdsClusterName, filters[0])
 	}
+	// The EnvoyFilter's merge into the connection manager: the reply of a
+	// fail-closed filter with no agent to answer.
+	if dig(boot, "static_resources", "listeners", 0, "filter_chains", 0, "filters", 0, "typed_config",
+		"local_reply_config", "mappers", 0, "body_format_override", "json_format", "error") != "web application firewall unavailable" {
+		t.Errorf("the listener lacks the EnvoyFilter's local reply mapper")
+	}
 	if dig(boot, "node", "metadata", "NAMESPACE") != "istio-ingress" ||
 		dig(boot, "node", "metadata", "LABELS", "istio") != "ingressgateway" {
 		t.Errorf("node metadata = %v, want an istio-ingress gateway", dig(boot, "node", "metadata"))
@@ -144,6 +150,10 @@ func TestBuildEnvoyConfigRejectsDriftedDeployFiles(t *testing.T) {
 		},
 		"filter inserted after the router": {
 			envoyFilter: replace(deploy.IstioEnvoyFilter, "INSERT_BEFORE", "INSERT_AFTER"), wantErr: "INSERT_BEFORE",
+		},
+		"connection manager field the harness also sets": {
+			envoyFilter: replace(deploy.IstioEnvoyFilter, "local_reply_config:", "stat_prefix: x\n          local_reply_config:"),
+			wantErr:     "stat_prefix",
 		},
 		"filter renamed": {
 			envoyFilter: replace(deploy.IstioEnvoyFilter, "name: meshwaf.waf", "name: waf"), wantErr: wafFilterName,

@@ -9,10 +9,11 @@ import (
 
 // gatewayBootstrap is the part of an Istio ingress gateway's configuration
 // that istiod would provide, written as a static bootstrap: the node identity
-// pilot-agent sets, an admin endpoint, one HTTP listener whose filter chain
-// already contains waf (as after the EnvoyFilter patch), a route to the echo
-// backend, and the cluster that reaches the node-local agent.
-func gatewayBootstrap(p bootstrapParams, waf map[string]any) map[string]any {
+// pilot-agent sets, an admin endpoint, one HTTP listener that already has
+// the EnvoyFilter's patches (meshwaf's filter, the reply when no agent
+// answers), a route to the echo backend, and the cluster that reaches the
+// node-local agent.
+func gatewayBootstrap(p bootstrapParams, patches envoyFilterPatches) map[string]any {
 	gw := p.Gateway
 	labels := map[string]any{}
 	for k, v := range gw.Labels {
@@ -38,7 +39,7 @@ func gatewayBootstrap(p bootstrapParams, waf map[string]any) map[string]any {
 		},
 		"admin": map[string]any{"address": socketAddress(p.Ports.EnvoyAdmin)},
 		"static_resources": map[string]any{
-			"listeners": []any{gatewayListener(p.Ports.Gateway, waf, p.AcceptHTTP10)},
+			"listeners": []any{gatewayListener(p.Ports.Gateway, patches, p.AcceptHTTP10)},
 			"clusters": []any{
 				staticCluster(AgentCluster, p.Ports.Agent, true),
 				staticCluster(backendCluster, p.Ports.Backend, false),
@@ -47,7 +48,7 @@ func gatewayBootstrap(p bootstrapParams, waf map[string]any) map[string]any {
 	}
 }
 
-func gatewayListener(port int, waf map[string]any, acceptHTTP10 bool) map[string]any {
+func gatewayListener(port int, patches envoyFilterPatches, acceptHTTP10 bool) map[string]any {
 	hcm := map[string]any{
 		"@type":       "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
 		"stat_prefix": fmt.Sprintf("outbound_0.0.0.0_%d", port),
@@ -65,7 +66,7 @@ func gatewayListener(port int, waf map[string]any, acceptHTTP10 bool) map[string
 				}},
 			}},
 		},
-		"http_filters": []any{waf, map[string]any{
+		"http_filters": []any{patches.WAF, map[string]any{
 			"name": routerFilter,
 			"typed_config": map[string]any{
 				"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router",
@@ -84,6 +85,7 @@ func gatewayListener(port int, waf map[string]any, acceptHTTP10 bool) map[string
 			},
 		}},
 	}
+	maps.Copy(hcm, patches.HCM)
 	if acceptHTTP10 {
 		// What istiod generates for a proxy with node metadata HTTP10=1.
 		hcm["http_protocol_options"] = map[string]any{"accept_http_10": true}

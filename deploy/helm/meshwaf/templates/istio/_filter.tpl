@@ -48,3 +48,31 @@ config_discovery:
   - type.googleapis.com/envoy.extensions.filters.http.ext_proc.v3.ExternalProcessor
   - type.googleapis.com/envoy.extensions.filters.http.rbac.v3.RBAC
 {{- end }}
+
+{{/*
+meshwaf.unavailableReply is the HTTP connection manager patch meshwaf's
+EnvoyFilters merge into the listener that carries meshwaf.waf: when the WAF
+filter fails closed because no agent answered (ext_authz_error,
+ext_proc_error_*), Envoy's reply (the 503 of status_on_error) says so in a
+JSON body like the agent's own, instead of being empty. A block (403) and
+the agent's "overloaded" 503 are the agent's answers and keep their bodies.
+Envoy matches on the reply's code details with a CEL filter; another
+ext_authz or ext_proc filter on the same listener that fails closed gets
+this body too.
+*/}}
+{{- define "meshwaf.unavailableReply" -}}
+typed_config:
+  "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+  local_reply_config:
+    mappers:
+    - filter:
+        extension_filter:
+          name: envoy.access_loggers.extension_filters.cel
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.access_loggers.filters.cel.v3.ExpressionFilter
+            expression: response.code_details == 'ext_authz_error' || response.code_details.startsWith('ext_proc_error')
+      body_format_override:
+        json_format:
+          error: web application firewall unavailable
+          request_id: "%REQ(X-REQUEST-ID)%"
+{{- end }}
