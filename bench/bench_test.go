@@ -5,12 +5,14 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/meshwaf/meshwaf/bench/scenario"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
@@ -51,7 +53,7 @@ func TestBench(t *testing.T) {
 	// under -race every in-process inspection is several times slower.
 	// The overload step still runs at PL2, its level.
 	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, RepoRoot: root, RunDir: dir, Logf: t.Logf,
-		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}, Shadow: true}
+		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}, Shadow: true, Hostile: true}
 	cfg.Binaries, cfg.InFlight = bins, *inFlight
 	if *full {
 		cfg.Budget, cfg.Levels = FullBudget, []int32{1, 2}
@@ -59,7 +61,7 @@ func TestBench(t *testing.T) {
 	}
 	partial := *full && (*only != "" || *level != 0)
 	if partial {
-		cfg.Overload, cfg.MemoryPolicies, cfg.Shadow = 0, nil, false
+		cfg.Overload, cfg.MemoryPolicies, cfg.Shadow, cfg.Hostile = 0, nil, false, false
 		if *only != "" {
 			cfg.Scenarios = strings.Split(*only, ",")
 		}
@@ -98,6 +100,7 @@ func TestBench(t *testing.T) {
 	}
 	checkOverloadAndMemory(t, cfg, rep)
 	checkShadow(t, cfg, rep)
+	checkHostile(t, cfg, rep)
 	var md bytes.Buffer
 	if err := rep.WriteMarkdown(&md); err != nil {
 		t.Fatal(err)
@@ -228,5 +231,37 @@ func TestProcessCPUReadsThisProcess(t *testing.T) {
 	// read a moment apart.
 	if diff := self - proc; diff < -5*time.Millisecond || diff > 50*time.Millisecond {
 		t.Errorf("/proc/self/task/*/schedstat says %v, getrusage %v", proc, self)
+	}
+}
+
+// checkHostile checks that the hostile step sent every hostile request to
+// both systems and that each answered all of them: the 10,000 arguments
+// refused by both (neither WAF may let them reach the backend), a body over
+// the limit refused with 413 by both.
+func checkHostile(t *testing.T, cfg Config, rep *Report) {
+	t.Helper()
+	if !cfg.Hostile {
+		return
+	}
+	if want := len(scenario.Hostile(1)); len(rep.Hostile) != want {
+		t.Fatalf("hostile: %d measurements, want %d", len(rep.Hostile), want)
+	}
+	for _, c := range rep.Hostile {
+		for side, answers := range map[string]map[int]int{"meshwaf": c.MeshwafAnswers, peerName: c.PeerAnswers} {
+			n := 0
+			for status, k := range answers {
+				n += k
+				if (c.Request == "10,000 query arguments" && status < 400) ||
+					(c.Request == "a body of the limit + 1" && status != http.StatusRequestEntityTooLarge) {
+					t.Errorf("hostile %s, %s: %d answers %d", c.Request, side, k, status)
+				}
+			}
+			if n < 2 {
+				t.Errorf("hostile %s, %s: %d answers", c.Request, side, n)
+			}
+		}
+		if c.Meshwaf.TotalCPUPerRequest() <= 0 || c.Peer.TotalCPUPerRequest() <= 0 {
+			t.Errorf("hostile %s: empty measurement: %+v", c.Request, c)
+		}
 	}
 }

@@ -55,7 +55,7 @@ func (g *gatewayClient) status(sc Scenario, host string) (int, error) {
 		return 0, err
 	}
 	req.Host = host
-	for _, h := range browserHeaders {
+	for _, h := range append(browserHeaders, sc.Headers...) {
 		req.Header.Set(h[0], h[1])
 	}
 	if len(sc.Body) > 0 {

@@ -32,6 +32,8 @@ type Config struct {
 	// Shadow measures what a PL2 shadow beside a PL1 policy costs
 	// (shadow.go); it needs level 1 among Levels.
 	Shadow bool
+	// Hostile sends the hostile requests to both systems (hostile.go).
+	Hostile bool
 
 	RepoRoot  string          // meshwaf module root (required)
 	RunDir    string          // logs and generated configuration (required)
@@ -65,8 +67,12 @@ type Report struct {
 	Overloads []*Overload
 	Memory    []Memory
 	Shadow    []ShadowCost
-	Started   time.Time
-	Took      time.Duration
+	Hostile   []HostileCost
+	// HostileMemory is the agent's and nginx's peak memory around the
+	// hostile step.
+	HostileMemory HostileMemory
+	Started       time.Time
+	Took          time.Duration
 	// LoadBefore and LoadAfter are /proc/loadavg, to tell a quiet machine
 	// from a shared, busy one when reading the numbers.
 	LoadBefore, LoadAfter string
@@ -146,6 +152,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Shadow {
 		cfg.Logf("shadow: PL1 with and without a PL2 shadow")
 		if rep.Shadow, err = measureShadow(ctx, cfg, st.waf, tg); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.Hostile {
+		cfg.Logf("hostile requests to both systems")
+		if rep.Hostile, rep.HostileMemory, err = measureHostile(cfg.Budget, tg); err != nil {
 			return nil, err
 		}
 	}

@@ -104,6 +104,7 @@ func (p inProcess) findings(sc Scenario) []string {
 func requestHeaders(sc Scenario, host string, seq int) [][2]string {
 	h := [][2]string{{"host", host}}
 	h = append(h, browserHeaders...)
+	h = append(h, sc.Headers...)
 	if len(sc.Body) > 0 {
 		h = append(h, [2]string{"content-type", sc.ContentType},
 			[2]string{"content-length", fmt.Sprint(len(sc.Body))})

@@ -151,12 +151,9 @@ func modsecRules(pl int32, crs, auditLog string) (string, error) {
 	for _, line := range strings.SplitAfter(string(dropUnsupported([]byte(r.Replace(directives)))), "\n") {
 		switch {
 		case strings.HasPrefix(line, "SecRule ARGUMENTS_LIMIT_REACHED"):
-			// Coraza's variable; ModSecurity's recommended configuration
-			// checks the count itself (its rule 200007), once the body's
-			// arguments are in, which covers both of meshwaf's rules.
-			if strings.Contains(line, "phase:2") {
-				b.WriteString(`SecRule &ARGS "@ge 1000" "id:419901,phase:2,t:none,log,deny,status:400,msg:'Argument limit reached'"` + "\n")
-			}
+			// Coraza's variable; meshwaf's rule 419903 (&ARGS @ge 1000, as
+			// ModSecurity's recommended configuration has it) covers both
+			// of these rules for ModSecurity, which keeps 1,000 arguments.
 		case strings.HasPrefix(line, "SecRule URI_PARSE_ERROR"):
 			// libmodsecurity has no such variable (it parses the URI its own
 			// way); dropped.
@@ -178,7 +175,7 @@ func modsecRules(pl int32, crs, auditLog string) (string, error) {
 // for the report.
 var peerDifferences = []string{
 	"meshwaf's rule 419902 (deny a URI Coraza failed to parse, URI_PARSE_ERROR) is left out: libmodsecurity has no such variable",
-	"meshwaf's argument-limit rules 419900/419901 (Coraza's ARGUMENTS_LIMIT_REACHED) become one `SecRule &ARGS \"@ge 1000\"` in phase 2, as in ModSecurity's recommended configuration",
+	"meshwaf's argument-limit rules 419900/419901 (Coraza's ARGUMENTS_LIMIT_REACHED) are left out: ModSecurity has no such variable, and meshwaf's 419903 (`SecRule &ARGS \"@ge 1000\"` in phase 2, ModSecurity's recommended rule) denies the same requests on both",
 	"the two chained CRS rules without an action list get `\"t:none\"`, which libmodsecurity 3.0.9 requires and which changes nothing they do",
 	"audit: the agent writes one JSON line per request a rule matched; ModSecurity writes its JSON audit record (parts ABHZ) for every answer with status 403",
 	"bodies over the limit: the agent settles them itself (413 by default) and hands Coraza at most the limit; nginx's `client_max_body_size` is set to the same limit and answers 413, and ModSecurity's own limit action is ProcessPartial as in meshwaf's directives",

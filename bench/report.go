@@ -70,6 +70,7 @@ func (rep *Report) WriteMarkdown(w io.Writer) error {
 	rep.writePeer(&b)
 	rep.writeModes(&b)
 	rep.writeShadow(&b)
+	rep.writeHostile(&b)
 	rep.writeOverload(&b)
 	rep.writeMemory(&b)
 	writePeerSetup(&b)

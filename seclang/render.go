@@ -104,9 +104,17 @@ func writeEngine(b *strings.Builder, p *agentapi.HostPolicy) {
 // configuration denies both (its rules 200004, 200005, 200009), but the
 // copy embedded in coraza-coreruleset v4.25.0 predates those rules, so
 // meshwaf adds them under its own ids. Detect only reports them.
+//
+// 419903 denies a request with 1,000 arguments or more in all, as
+// ModSecurity's recommended configuration does (its rule 200007), before
+// any CRS rule of phase 2 runs: Coraza sets ARGUMENTS_LIMIT_REACHED only
+// past 1,000 arguments of one source, and the CRS over a full 1,000 costs
+// some 300 ms (a multipart body of 1,000 parts: docs/decisions.md,
+// "Hostile requests and the soak").
 const strictParsing = `SecArgumentsLimit 1000
 SecRule ARGUMENTS_LIMIT_REACHED "@eq 1" "id:419900,phase:1,t:none,log,deny,status:400,msg:'Argument limit reached (query or path arguments)'"
 SecRule ARGUMENTS_LIMIT_REACHED "@eq 1" "id:419901,phase:2,t:none,log,deny,status:400,msg:'Argument limit reached (body arguments)'"
+SecRule &ARGS "@ge 1000" "id:419903,phase:2,t:none,log,deny,status:400,msg:'Argument limit reached (1,000 arguments or more)'"
 SecRule URI_PARSE_ERROR "@eq 1" "id:419902,phase:1,t:none,log,deny,status:400,msg:'URI failed to parse'"
 `
 

@@ -17,6 +17,8 @@ type Scenario struct {
 	Target      string // path and query, encoded
 	ContentType string
 	Body        []byte
+	// Headers are sent after BrowserHeaders (the hostile requests' only).
+	Headers [][2]string
 	// Blocked says whether a Prevent policy must block it, which the
 	// harness checks in every mode that inspects.
 	Blocked bool
