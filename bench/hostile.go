@@ -114,11 +114,11 @@ func (rep *Report) writeHostile(b *strings.Builder) {
 	b.WriteString("## Hostile requests\n\n")
 	fmt.Fprintf(b, "The requests of integration's TestHostileTrafficAtScale (bench/scenario/hostile.go), one at a time to "+
 		"meshwaf (Envoy + agent) and to nginx + ModSecurity at PL%d, taking turns in the same rounds; CPU as in the "+
-		"tables above. The answers are each system's own: Envoy (like Istio's gateways) refuses more than 100 "+
-		"headers with 431 before any filter runs, so the agent never sees that request, while nginx hands all "+
-		"1,000 to ModSecurity; the argument limits answer with each side's status (meshwaf's rule 419900 with "+
-		"the policy's 403, the peer's rule with 400); a body over the limit is 413 on both. The trickled body of "+
-		"the integration test is not here: it costs time, not CPU.\n\n", hostileLevel)
+		"tables above. The answers are each system's own, and where they differ so does the work: Envoy (like "+
+		"Istio's gateways) refuses more than 100 headers with 431 before any filter runs, nginx refuses a request "+
+		"line longer than its 8 KiB header buffer with 414 before ModSecurity runs, and the WAFs refuse what they "+
+		"cannot or will not parse (JSON nested deeper than 1,024, 1,000 arguments or more) with their own status. "+
+		"The trickled body of the integration test is not here: it costs time, not CPU.\n\n", hostileLevel)
 	b.WriteString("| request | answers meshwaf | answers nginx + ModSecurity | CPU/req meshwaf | CPU/req nginx + ModSecurity | ratio (rounds) | p50 meshwaf / peer |\n")
 	b.WriteString("|---|---|---|---:|---:|---|---|\n")
 	for _, c := range rep.Hostile {
