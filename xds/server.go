@@ -28,8 +28,10 @@ import (
 
 // Config configures the server.
 type Config struct {
-	// Listen is the gRPC address, e.g. ":18000".
+	// Listen is the gRPC address, e.g. ":18000"; Listener, when set, is
+	// served instead (a test's listener on port 0).
 	Listen   string
+	Listener net.Listener
 	Logger   *slog.Logger
 	Registry prometheus.Registerer
 	// Credentials, when set, are the gRPC server's transport security:
@@ -215,9 +217,12 @@ func (s *Server) callbacks(ctx context.Context) server.Callbacks {
 
 // Start serves gRPC until ctx is done.
 func (s *Server) Start(ctx context.Context) error {
-	lis, err := net.Listen("tcp", s.cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("xds listen: %w", err)
+	lis := s.cfg.Listener
+	if lis == nil {
+		var err error
+		if lis, err = net.Listen("tcp", s.cfg.Listen); err != nil {
+			return fmt.Errorf("xds listen: %w", err)
+		}
 	}
 	ecds := server.NewServer(ctx, s.ecds, s.callbacks(ctx))
 	opts := fleetOptions(s.cfg.KeepaliveTime, s.cfg.KeepaliveTimeout)

@@ -17,7 +17,10 @@
 //
 // The package talks to the control plane only as a client would: over gRPC,
 // over its HTTP endpoints and through its logs. It must not import xds,
-// rebuild, watch, snapshot or agent; it may import agentapi and
-// go-control-plane (for the protocol types, and for the resource version
-// function the server uses, to know what every agent should end up with).
+// rebuild, watch, status, controlplane or agent; it imports agentapi and
+// go-control-plane for the protocol types, and, to know what every agent
+// should end up with, snapshot (only EncodeHostPolicy, the bytes the server
+// sends) and xds/feed (the version function and the wire codec the server
+// uses). docs/architecture.md's table holds these rules, and
+// TestImportRules checks them.
 package fleet

@@ -12,5 +12,6 @@
 // ends them all (SIGTERM, then SIGKILL), so nothing outlives the stack.
 //
 // The package talks to the binaries only through their flags, files and HTTP
-// endpoints; it imports no meshwaf package except deploy.
+// endpoints; of meshwaf it imports only deploy, devpki and the harness
+// helpers integration/proc and integration/freeport.
 package stack
