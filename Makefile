@@ -50,7 +50,7 @@ help:
 	@echo "make demo             run control plane, agent and Envoy locally with examples/demo"
 	@echo "make meshwaf          build the policy tool bin/meshwaf (meshwaf test: a request against manifests, offline)"
 	@echo "make test             gofmt, go vet, generated-code check, go test -race ./... (with e2e)"
-	@echo "make bench            meshwaf against nginx + ModSecurity: CPU, latency, overload, shadow cost, memory (docs/reports/bench.md)"
+	@echo "make bench            meshwaf against nginx + ModSecurity: CPU, latency, overload, shadow cost, hostile requests, memory (docs/reports/bench.md)"
 	@echo "make differential     detection against nginx + ModSecurity on the CRS tests and payload lists (docs/reports/differential.md)"
 	@echo "make conformance      the CRS regression suite through Envoy + agent (docs/reports/conformance.md)"
 	@echo "make generate         regenerate agentapi/*.pb.go, the WAFPolicy deepcopy code and CRD"
@@ -141,5 +141,5 @@ re2:
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libre2-dev pkg-config g++; }
 
 # Larger areas (benchmarks, conformance, Kubernetes) keep their targets in
-# make/*.mk, one file each.
--include make/*.mk
+# scripts/*.mk, one file each.
+-include scripts/*.mk

@@ -16,7 +16,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
-	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/integration/devpki"
 	"github.com/meshwaf/meshwaf/tlsfiles"
 )
 

@@ -16,7 +16,7 @@ import (
 	coraza "github.com/corazawaf/coraza/v3"
 
 	"github.com/meshwaf/meshwaf/agentapi"
-	"github.com/meshwaf/meshwaf/bench/scenario"
+	"github.com/meshwaf/meshwaf/integration/bench/scenario"
 	"github.com/meshwaf/meshwaf/seclang"
 )
 

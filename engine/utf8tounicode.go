@@ -18,7 +18,7 @@ import "strconv"
 //     reads as `../`), as libmodsecurity drops it;
 //   - any other byte (a lone continuation byte, 0xf8–0xff) stays as it is.
 //
-// Valid UTF-8 gives what Coraza gives. bench/differential-known.yaml and
+// Valid UTF-8 gives what Coraza gives. integration/bench/differential-known.yaml and
 // docs/decisions.md ("Overlong UTF-8") have the requests that showed it.
 func utf8ToUnicode(s string) (string, bool, error) {
 	first := -1

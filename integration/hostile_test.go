@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
-	"github.com/meshwaf/meshwaf/bench/scenario"
+	"github.com/meshwaf/meshwaf/integration/bench/scenario"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 

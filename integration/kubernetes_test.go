@@ -15,6 +15,8 @@ import (
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/integration/kube"
 	"github.com/meshwaf/meshwaf/integration/stack"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
 // kubeDeadline is issue 3's promise: an applied change reaches a real
@@ -24,15 +26,7 @@ const kubeDeadline = 2 * time.Second
 // leaseNamespace holds the control plane's leader-election Lease.
 const leaseNamespace = "meshwaf-system"
 
-const istioGateway = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: public, namespace: istio-ingress}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*/shop.example.com", "*/new.example.com"]
-`
+var istioGateway = fixtures.IstioGateway("*/shop.example.com", "*/new.example.com")
 
 func shopVirtualService(host string) string {
 	return fmt.Sprintf(`apiVersion: networking.istio.io/v1

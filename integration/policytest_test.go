@@ -19,7 +19,7 @@ import (
 	crstests "github.com/corazawaf/coraza-coreruleset/v4/tests"
 	goyaml "sigs.k8s.io/yaml"
 
-	"github.com/meshwaf/meshwaf/bench/scenario"
+	"github.com/meshwaf/meshwaf/integration/bench/scenario"
 	"github.com/meshwaf/meshwaf/integration/stack"
 	"github.com/meshwaf/meshwaf/policytest"
 )

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs nginx with ModSecurity v3 from Debian's packages (Debian 12:
 # nginx 1.22, libnginx-mod-http-modsecurity, libmodsecurity3 3.0.9), the
-# peer the benchmark (bench/peer*.go) measures meshwaf against, then prints
+# peer the benchmark (integration/bench/peer*.go) measures meshwaf against, then prints
 # two lines on stdout and nothing else there, so callers can capture them:
 #
 #   the nginx binary

@@ -14,7 +14,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
-	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/integration/devpki"
 )
 
 const serverName = "meshwaf-xds.meshwaf-system.svc"

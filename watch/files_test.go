@@ -14,17 +14,11 @@ import (
 
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
 	"github.com/meshwaf/meshwaf/store"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
-const gatewayYAML = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: public, namespace: istio-ingress}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*/shop.example.com"]
----
+var gatewayYAML = fixtures.IstioGateway("*/shop.example.com") + `---
 apiVersion: networking.istio.io/v1
 kind: VirtualService
 metadata: {name: shop, namespace: shop}

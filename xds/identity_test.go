@@ -19,7 +19,7 @@ import (
 
 	"github.com/meshwaf/meshwaf/agentapi"
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
-	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/integration/devpki"
 	"github.com/meshwaf/meshwaf/snapshot"
 )
 

@@ -12,6 +12,8 @@ import (
 	albedo "github.com/coreruleset/albedo/server"
 
 	"github.com/meshwaf/meshwaf/integration/stack"
+
+	"github.com/meshwaf/meshwaf/integration/crssuite"
 )
 
 func TestCRSOverExtAuthz(t *testing.T) { runCRS(t, extAuthz) }
@@ -26,7 +28,7 @@ func runCRS(t *testing.T, p protocol) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	suite, err := loadSuite()
+	suite, err := crssuite.Files()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,29 +52,29 @@ func runCRS(t *testing.T, p protocol) {
 	res := suiteResult{protocol: p}
 	start := time.Now()
 	for _, f := range suite {
-		for _, tc := range f.ft.Tests {
+		for _, tc := range f.Test.Tests {
 			id := tc.IdString()
 			if filter != nil && !filter.MatchString(id) {
 				continue
 			}
 			res.total++
-			if p == extAuthz && f.inspectsResponses() {
+			if p == extAuthz && inspectsResponses(f) {
 				res.notRun++
 				continue
 			}
-			o := r.run(f.ft, tc)
+			o := r.run(f.Test, tc)
 			res.outcomes = append(res.outcomes, o)
 			switch {
 			case !o.passed && o.ignore == nil:
-				t.Errorf("%s (%s) failed: %s", id, f.dir, o.detail)
+				t.Errorf("%s (%s) failed: %s", id, f.Dir, o.detail)
 			case o.passed && o.ignore != nil:
-				t.Errorf("%s (%s) passes over %s but %s ignores it: remove it from the list", id, f.dir, p, ignoreFile)
+				t.Errorf("%s (%s) passes over %s but %s ignores it: remove it from the list", id, f.Dir, p, ignoreFile)
 			case o.passesAsWritten:
-				t.Errorf("%s (%s) passes over %s as written: remove its override from %s", id, f.dir, p, ignoreFile)
+				t.Errorf("%s (%s) passes over %s as written: remove its override from %s", id, f.Dir, p, ignoreFile)
 			}
 		}
 		if err := s.Alive(); err != nil {
-			t.Fatalf("a component died during %s: %v", f.ft.FileName, err)
+			t.Fatalf("a component died during %s: %v", f.Test.FileName, err)
 		}
 	}
 	res.duration = time.Since(start)
@@ -91,11 +93,11 @@ func runCRS(t *testing.T, p protocol) {
 
 // checkIgnoresApply fails for an ignore entry naming a test the suite does
 // not have, so the list cannot silently outlive a CRS upgrade.
-func checkIgnoresApply(t *testing.T, suite []suiteFile, ignores ignoreList, p protocol) {
+func checkIgnoresApply(t *testing.T, suite []crssuite.File, ignores ignoreList, p protocol) {
 	t.Helper()
 	exists := map[string]bool{}
 	for _, f := range suite {
-		for _, tc := range f.ft.Tests {
+		for _, tc := range f.Test.Tests {
 			exists[tc.IdString()] = true
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
 // protocol is the Envoy filter the gateway uses to reach the agent. meshwaf
@@ -24,18 +26,7 @@ const markerHeader = "X-CRS-Test"
 
 // gatewayManifest is an Istio ingress gateway serving every host, because
 // the CRS tests send all sorts of Host headers (and none at all).
-const gatewayManifest = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata:
-  name: public
-  namespace: istio-ingress
-spec:
-  selector:
-    istio: ingressgateway
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*/*"]
-`
+var gatewayManifest = fixtures.IstioGateway("*/*")
 
 // crsTestRules configure the CRS the way its regression suite expects
 // (coreruleset tests/regression/README, "Requirements": rule 900005 there),

@@ -5,13 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"io/fs"
-	"path"
 	"slices"
 	"strings"
 	"time"
 
-	crstests "github.com/corazawaf/coraza-coreruleset/v4/tests"
 	schema "github.com/coreruleset/ftw-tests-schema/v2/types"
 	"github.com/coreruleset/go-ftw/v2/config"
 	"github.com/coreruleset/go-ftw/v2/ftwhttp"
@@ -21,45 +18,17 @@ import (
 	"github.com/coreruleset/go-ftw/v2/waflog"
 	"github.com/rs/zerolog"
 	zlog "github.com/rs/zerolog/log"
-)
 
-// suiteFile is one parsed test file and the CRS directory it is in.
-type suiteFile struct {
-	dir string // e.g. REQUEST-942-APPLICATION-ATTACK-SQLI
-	ft  *test.FTWTest
-}
+	"github.com/meshwaf/meshwaf/integration/crssuite"
+)
 
 // inspectsResponses tells the files whose rules inspect the response.
 // ext_authz never sees a response, so over ext_authz they are not run (and
 // reported as such) rather than ignored one by one. RESPONSE-980 is the
 // exception: its rules report the request's scores in the logging phase,
 // which the agent runs over ext_authz too.
-func (f suiteFile) inspectsResponses() bool {
-	return strings.HasPrefix(f.dir, "RESPONSE-") && f.dir != "RESPONSE-980-CORRELATION"
-}
-
-// loadSuite parses every test file of the embedded CRS suite, in path order.
-func loadSuite() ([]suiteFile, error) {
-	var files []suiteFile
-	err := fs.WalkDir(crstests.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path.Ext(p) != ".yaml" {
-			return err
-		}
-		raw, err := fs.ReadFile(crstests.FS, p)
-		if err != nil {
-			return err
-		}
-		// go-ftw takes the rule id from the first number in the file name
-		// when the file has no rule_id (920539.yaml), so it gets the base
-		// name: the directory's number would be taken instead.
-		ft, err := test.GetTestFromYaml(raw, path.Base(p))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		files = append(files, suiteFile{dir: path.Dir(p), ft: ft})
-		return nil
-	})
-	return files, err
+func inspectsResponses(f crssuite.File) bool {
+	return strings.HasPrefix(f.Dir, "RESPONSE-") && f.Dir != "RESPONSE-980-CORRELATION"
 }
 
 // outcome is what happened to one test case.

@@ -7,7 +7,7 @@ import (
 	"testing/fstest"
 
 	"github.com/meshwaf/meshwaf/deploy"
-	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/integration/devpki"
 )
 
 // testPKI names certificate files; buildEnvoyConfig only writes the paths.

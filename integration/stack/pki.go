@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 
-	"github.com/meshwaf/meshwaf/devpki"
+	"github.com/meshwaf/meshwaf/integration/devpki"
 )
 
 // ControlPlaneName is the name in the control plane's serving certificate:

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 
 	"github.com/meshwaf/meshwaf/integration/stack"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
 // gatewayName is the Istio Gateway both stacks serve, as the agent names it.
@@ -18,15 +20,7 @@ const noPolicyHost = "nopolicy.bench.local"
 
 func plHost(pl int32) string { return fmt.Sprintf("pl%d.bench.local", pl) }
 
-const gatewayManifest = `apiVersion: networking.istio.io/v1
-kind: Gateway
-metadata: {name: public, namespace: istio-ingress}
-spec:
-  selector: {istio: ingressgateway}
-  servers:
-  - port: {number: 80, name: http, protocol: HTTP}
-    hosts: ["*/*"]
-`
+var gatewayManifest = fixtures.IstioGateway("*/*")
 
 // policyManifest protects host with the CRS at paranoia level pl, blocking
 // (Prevent) and otherwise with WAFPolicy defaults: the same policy

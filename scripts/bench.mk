@@ -10,7 +10,7 @@
 # About 10 minutes on 2 cores. Not part of `make test`, which runs the same harness,
 # peer, overload and memory steps included, with a handful of requests
 # (bench.TestBench without -full) so that it cannot rot. One case alone:
-# go test ./bench -run TestBench -args -full -scenarios='SQLi GET' -level=1
+# go test ./integration/bench -run TestBench -args -full -scenarios='SQLi GET' -level=1
 #
 # No -race here: the race detector would multiply the in-process numbers.
 # Build tags (the Makefile's GO_BUILD_TAGS, re2_cgo, and any Coraza tag
@@ -25,16 +25,16 @@ BENCH_TIMEOUT ?= 30m
 
 bench:
 	envoy="$$(scripts/install-envoy.sh)"; MESHWAF_ENVOY="$$envoy" \
-		$(GO) test -count=1 -timeout $(BENCH_TIMEOUT) -run '^TestBench$$' -v ./bench \
+		$(GO) test -count=1 -timeout $(BENCH_TIMEOUT) -run '^TestBench$$' -v ./integration/bench \
 		-args -full -report="$(CURDIR)/$(BENCH_REPORT)"
 
 # Differential detection (issue 13): `make differential` sends the CRS
-# regression tests' requests and the payload lists of bench/corpus through
+# regression tests' requests and the payload lists of integration/bench/corpus through
 # meshwaf (Envoy + agent) and nginx + ModSecurity with the same CRS at PL1
 # and PL2, and writes docs/reports/differential.md: every request where the
 # two disagree, with ModSecurity's rules and the agent's engine in-process
 # on the request as sent. It fails on a request ModSecurity blocks and
-# meshwaf lets through that bench/differential-known.yaml does not explain.
+# meshwaf lets through that integration/bench/differential-known.yaml does not explain.
 # About 15 minutes on 2 cores; `make test` sends a sample of it.
 
 DIFFERENTIAL_REPORT ?= docs/reports/differential.md
@@ -43,5 +43,5 @@ DIFFERENTIAL_REPORT ?= docs/reports/differential.md
 
 differential:
 	envoy="$$(scripts/install-envoy.sh)"; MESHWAF_ENVOY="$$envoy" \
-		$(GO) test -count=1 -timeout 60m -run '^TestDifferential$$' -v ./bench \
+		$(GO) test -count=1 -timeout 60m -run '^TestDifferential$$' -v ./integration/bench \
 		-args -full -report="$(CURDIR)/$(DIFFERENTIAL_REPORT)"

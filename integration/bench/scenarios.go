@@ -1,6 +1,6 @@
 package bench
 
-import "github.com/meshwaf/meshwaf/bench/scenario"
+import "github.com/meshwaf/meshwaf/integration/bench/scenario"
 
 // Scenario is one kind of request, sent the same way by every mode.
 type Scenario = scenario.Scenario

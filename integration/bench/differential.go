@@ -127,7 +127,7 @@ func RunDifferential(ctx context.Context, cfg DiffConfig) (*DiffReport, error) {
 	if len(cfg.Levels) == 0 {
 		cfg.Levels = []int32{1, 2}
 	}
-	known, err := loadKnownDifferences(filepath.Join(cfg.RepoRoot, "bench", knownDifferencesFile))
+	known, err := loadKnownDifferences(filepath.Join(cfg.RepoRoot, "integration", "bench", knownDifferencesFile))
 	if err != nil {
 		return nil, err
 	}

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/meshwaf/meshwaf/bench/scenario"
+	"github.com/meshwaf/meshwaf/integration/bench/scenario"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 

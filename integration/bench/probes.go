@@ -12,12 +12,13 @@ import (
 	"regexp"
 	"strings"
 
-	crstests "github.com/corazawaf/coraza-coreruleset/v4/tests"
 	schema "github.com/coreruleset/ftw-tests-schema/v2/types"
 	"github.com/coreruleset/go-ftw/v2/ftwhttp"
 	"github.com/coreruleset/go-ftw/v2/test"
 
 	"github.com/meshwaf/meshwaf/policytest"
+
+	"github.com/meshwaf/meshwaf/integration/crssuite"
 )
 
 // The differential corpus (differential.go) is every request of the CRS
@@ -48,34 +49,30 @@ const probeHeader = "x-differential-probe"
 // stage, in file order. The RESPONSE-* files test what the backend answers
 // (a reflecting backend the bench does not have), so they are left out.
 func crsProbes() ([]corpusProbe, error) {
+	files, err := crssuite.Files()
+	if err != nil {
+		return nil, err
+	}
 	var out []corpusProbe
-	err := fs.WalkDir(crstests.FS, ".", func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() || path.Ext(p) != ".yaml" || strings.HasPrefix(path.Base(path.Dir(p)), "RESPONSE-") {
-			return err
+	for _, f := range files {
+		category := path.Base(f.Dir)
+		if strings.HasPrefix(category, "RESPONSE-") {
+			continue
 		}
-		raw, err := fs.ReadFile(crstests.FS, p)
-		if err != nil {
-			return err
-		}
-		ft, err := test.GetTestFromYaml(raw, path.Base(p))
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		for _, tc := range ft.Tests {
+		for _, tc := range f.Test.Tests {
 			for i, stage := range tc.Stages {
 				id := "crs/" + tc.IdString()
 				if len(tc.Stages) > 1 {
 					id += fmt.Sprintf("/%d", i+1)
 				}
 				in := stage.Input
-				out = append(out, corpusProbe{ID: id, Category: path.Base(path.Dir(p)), build: func(host, mark string) ([]byte, error) {
+				out = append(out, corpusProbe{ID: id, Category: category, build: func(host, mark string) ([]byte, error) {
 					return ftwRequest(in, host, mark)
 				}})
 			}
 		}
-		return nil
-	})
-	return out, err
+	}
+	return out, nil
 }
 
 // hostLine finds a raw request's Host header.

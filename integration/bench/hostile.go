@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/api/v1alpha1"
-	"github.com/meshwaf/meshwaf/bench/scenario"
+	"github.com/meshwaf/meshwaf/integration/bench/scenario"
 )
 
 // The hostile step (issue 14) sends the requests integration's
@@ -112,7 +112,7 @@ func (rep *Report) writeHostile(b *strings.Builder) {
 		return
 	}
 	b.WriteString("## Hostile requests\n\n")
-	fmt.Fprintf(b, "The requests of integration's TestHostileTrafficAtScale (bench/scenario/hostile.go), one at a time to "+
+	fmt.Fprintf(b, "The requests of integration's TestHostileTrafficAtScale (integration/bench/scenario/hostile.go), one at a time to "+
 		"meshwaf (Envoy + agent) and to nginx + ModSecurity at PL%d, taking turns in the same rounds; CPU as in the "+
 		"tables above. The answers are each system's own, and where they differ so does the work: Envoy (like "+
 		"Istio's gateways) refuses more than 100 headers with 431 before any filter runs, nginx refuses a request "+

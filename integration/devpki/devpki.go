@@ -80,6 +80,16 @@ func (p *PKI) Gateway(name string) (Pair, error) {
 	return p.client("gateway-"+name, "/gateway/"+name)
 }
 
+// Client issues a plain client certificate for name, member of groups (its
+// Subject's organizations, which Kubernetes reads as groups): the API
+// server's administrator in the tests.
+func (p *PKI) Client(name string, groups ...string) (Pair, error) {
+	tmpl := template(name)
+	tmpl.Subject.Organization = groups
+	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
+	return p.issue(name, tmpl)
+}
+
 func (p *PKI) client(name, spiffePath string) (Pair, error) {
 	tmpl := template(name)
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}

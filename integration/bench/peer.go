@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/meshwaf/meshwaf/agentapi"
@@ -34,10 +33,9 @@ const peerWorkers = 2
 
 // peer is a running nginx with ModSecurity.
 type peer struct {
-	cmd  *exec.Cmd
-	port int
-	dir  string
-	done chan error
+	nginx *proc.Process
+	port  int
+	dir   string
 }
 
 // startPeer writes the peer's configuration under dir, with one server per
@@ -76,21 +74,14 @@ func startPeer(ctx context.Context, repoRoot, dir string, levels []int32, backen
 	if err := os.WriteFile(conf, []byte(nginxConf(dir, module, port, backendPort, levels)), 0o644); err != nil {
 		return nil, err
 	}
-	logFile, err := os.Create(filepath.Join(dir, "nginx.out"))
+	// -e: the error log before the configuration is read (the default,
+	// /var/log/nginx/error.log, is not the run's and may not be writable).
+	process, err := proc.Start("nginx", filepath.Join(dir, "nginx.out"), nginx, proc.Options{},
+		"-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf)
 	if err != nil {
 		return nil, err
 	}
-	defer logFile.Close()
-	// -e: the error log before the configuration is read (the default,
-	// /var/log/nginx/error.log, is not the run's and may not be writable).
-	cmd := exec.Command(nginx, "-e", filepath.Join(dir, "error.log"), "-p", dir, "-c", conf)
-	cmd.Stdout, cmd.Stderr = logFile, logFile
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start nginx: %w", err)
-	}
-	p := &peer{cmd: cmd, port: port, dir: dir, done: make(chan error, 1)}
-	go func() { p.done <- cmd.Wait() }()
+	p := &peer{nginx: process, port: port, dir: dir}
 	defer func() {
 		if err != nil {
 			p.stop()
@@ -185,10 +176,10 @@ func (p *peer) waitReady(ctx context.Context, pl int32) error {
 			}
 			err = fmt.Errorf("status %d", resp.StatusCode)
 		}
+		if exited := p.nginx.Exited(); exited != nil {
+			return exited
+		}
 		select {
-		case werr := <-p.done:
-			p.done <- werr
-			return fmt.Errorf("nginx exited: %v", werr)
 		case <-ctx.Done():
 			return fmt.Errorf("not ready: %v", err)
 		case <-time.After(100 * time.Millisecond):
@@ -199,7 +190,7 @@ func (p *peer) waitReady(ctx context.Context, pl int32) error {
 // pids are the master's and its workers', for the CPU meter. The master
 // takes no part in serving, but whatever it spends is the WAF's too.
 func (p *peer) pids() ([]int, error) {
-	master := p.cmd.Process.Pid
+	master := p.nginx.PID()
 	workers, err := childrenOf(master)
 	if err != nil {
 		return nil, err
@@ -211,27 +202,13 @@ func (p *peer) pids() ([]int, error) {
 }
 
 // alive says whether nginx still runs.
-func (p *peer) alive() error {
-	select {
-	case err := <-p.done:
-		p.done <- err
-		return fmt.Errorf("nginx exited: %v", err)
-	default:
-		return nil
-	}
-}
+func (p *peer) alive() error { return p.nginx.Exited() }
 
-// stop ends nginx (SIGTERM is its fast shutdown) and waits for it.
+// stop ends nginx (SIGTERM is its fast shutdown) and waits for it, killing
+// it after 5 s.
 func (p *peer) stop() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-p.done:
-		p.done <- err
-	case <-time.After(5 * time.Second):
-		_ = p.cmd.Process.Kill()
+	if p != nil {
+		_ = p.nginx.Stop(5 * time.Second)
 	}
 }
 
