@@ -134,11 +134,11 @@ func TestAgentEndToEnd(t *testing.T) {
 	}
 
 	_, body := httpGet(t, a, "/debug/policies")
-	var got struct{ Policies []debugPolicy }
+	var got struct{ Policies []agentapi.PolicyView }
 	if err := json.Unmarshal([]byte(body), &got); err != nil {
 		t.Fatalf("/debug/policies %q: %v", body, err)
 	}
-	want := []debugPolicy{
+	want := []agentapi.PolicyView{
 		{Name: testGateway + "/*.example.com", Gateway: testGateway, Host: "*.example.com", Policy: "shop/shop", PolicyVersion: "v1", Mode: "Detect"},
 		{Name: testGateway + "/shop.example.com", Gateway: testGateway, Host: "shop.example.com", Policy: "shop/shop", PolicyVersion: "v1", Mode: "Prevent"},
 	}

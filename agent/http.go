@@ -6,17 +6,9 @@ import (
 	"net/http/pprof"
 
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-)
 
-// debugPolicy is one row of /debug/policies (docs/architecture.md).
-type debugPolicy struct {
-	Name          string `json:"name"`
-	Gateway       string `json:"gateway"`
-	Host          string `json:"host"`
-	Policy        string `json:"policy"`
-	PolicyVersion string `json:"policyVersion"`
-	Mode          string `json:"mode"`
-}
+	"github.com/meshwaf/meshwaf/agentapi"
+)
 
 func (a *Agent) httpHandler() http.Handler {
 	mux := http.NewServeMux()
@@ -49,9 +41,9 @@ func (a *Agent) httpHandler() http.Handler {
 }
 
 func (a *Agent) debugPolicies(w http.ResponseWriter, _ *http.Request) {
-	rows := []debugPolicy{}
+	rows := []agentapi.PolicyView{}
 	for _, e := range a.reg.Entries() {
-		rows = append(rows, debugPolicy{
+		rows = append(rows, agentapi.PolicyView{
 			Name:          e.Name,
 			Gateway:       e.Policy.GetGateway(),
 			Host:          e.Policy.GetHost(),

@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,11 +13,8 @@ import (
 
 var (
 	repoRoot string
-	binDir   string // built binaries, shared by every stack of this run
-
-	buildOnce sync.Once
-	bins      stack.Binaries
-	buildErr  error
+	// builder builds the binaries once, shared by every stack of this run.
+	builder stack.Builder
 )
 
 func TestMain(m *testing.M) {
@@ -27,27 +22,14 @@ func TestMain(m *testing.M) {
 	if repoRoot, err = stack.RepoRoot("."); err != nil {
 		panic(err)
 	}
-	if binDir, err = os.MkdirTemp("", "meshwaf-e2e-bin-"); err != nil {
-		panic(err)
-	}
+	builder.RepoRoot = repoRoot
 	code := m.Run()
-	os.RemoveAll(binDir)
+	builder.Close()
 	os.Exit(code)
 }
 
 // binaries builds cmd/xds and cmd/agent once per test run.
-func binaries(t *testing.T) *stack.Binaries {
-	t.Helper()
-	buildOnce.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		bins, buildErr = stack.Build(ctx, repoRoot, binDir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return &bins
-}
+func binaries(t *testing.T) *stack.Binaries { return builder.Binaries(t) }
 
 // startStack starts a stack of this build's binaries for t and stops it
 // when t ends (stack.StartForTest).

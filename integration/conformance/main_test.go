@@ -1,7 +1,6 @@
 package conformance
 
 import (
-	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -11,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -28,11 +26,7 @@ var (
 
 var (
 	repoRoot string
-	binDir   string
-
-	buildOnce sync.Once
-	bins      stack.Binaries
-	buildErr  error
+	builder  stack.Builder
 
 	resultsMu sync.Mutex
 	results   = map[protocol]suiteResult{}
@@ -48,9 +42,7 @@ func TestMain(m *testing.M) {
 	if repoRoot, err = stack.RepoRoot("."); err != nil {
 		panic(err)
 	}
-	if binDir, err = os.MkdirTemp("", "meshwaf-conformance-bin-"); err != nil {
-		panic(err)
-	}
+	builder.RepoRoot = repoRoot
 	// go-ftw logs through zerolog's global logger and albedo through
 	// slog's default one, a line per request each; the suite reports what
 	// matters itself.
@@ -59,7 +51,7 @@ func TestMain(m *testing.M) {
 
 	loadBefore = loadAverage()
 	code := m.Run()
-	os.RemoveAll(binDir)
+	builder.Close()
 	if code == 0 && *reportPath != "" {
 		if err := writeReport(*reportPath); err != nil {
 			fmt.Fprintln(os.Stderr, "conformance report:", err)
@@ -69,22 +61,13 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// binaries builds cmd/xds and cmd/agent once per test run.
+// binaries builds cmd/xds and cmd/agent once per test run, unless
+// -binaries names built ones.
 func binaries(t *testing.T) *stack.Binaries {
-	t.Helper()
-	buildOnce.Do(func() {
-		if *prebuilt != "" {
-			bins = stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
-			return
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		bins, buildErr = stack.Build(ctx, repoRoot, binDir)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
+	if *prebuilt != "" {
+		return &stack.Binaries{ControlPlane: filepath.Join(*prebuilt, "xds"), Agent: filepath.Join(*prebuilt, "agent")}
 	}
-	return &bins
+	return builder.Binaries(t)
 }
 
 func recordResult(r suiteResult) {

@@ -47,10 +47,7 @@ func StartDeployedGateway(t testing.TB, c *kube.Cluster, s *stack.Stack, namespa
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	parts, err := InstallParts()
-	if err != nil {
-		t.Fatalf("istio parts: %v", err)
-	}
+	parts := mustInstallParts(t)
 	cs, err := c.Clientset()
 	if err != nil {
 		t.Fatal(err)

@@ -79,10 +79,7 @@ func StartGateway(t testing.TB, c *kube.Cluster, d *Istiod, s *stack.Stack, pod 
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	parts, err := InstallParts()
-	if err != nil {
-		t.Fatalf("istio parts: %v", err)
-	}
+	parts := mustInstallParts(t)
 	ports := pod.Ports.withDefaults()
 	checkPortsFree(t, pod.Name, ports)
 	envoy, err := stack.FindEnvoy(ctx, kube.RepoRoot(), "")

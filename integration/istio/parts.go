@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"testing"
 
 	"github.com/meshwaf/meshwaf/integration/kube"
 )
@@ -49,3 +50,13 @@ var installParts = sync.OnceValues(func() (Parts, error) {
 // ten minutes cold). The MESHWAF_* variables the script prints take
 // precedence, as `make` exports them.
 func InstallParts() (Parts, error) { return installParts() }
+
+// mustInstallParts is InstallParts for a test, which fails without them.
+func mustInstallParts(t testing.TB) Parts {
+	t.Helper()
+	parts, err := InstallParts()
+	if err != nil {
+		t.Fatalf("istio parts: %v", err)
+	}
+	return parts
+}

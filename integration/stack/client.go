@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/integration/proc"
+
+	"github.com/meshwaf/meshwaf/agentapi"
 )
 
 // httpClient is for the components' own endpoints; short timeouts keep a
@@ -229,14 +231,7 @@ func (s *Stack) envoyCerts(ctx context.Context) ([]envoyTLSContext, error) {
 }
 
 // AgentPolicy is one entry of the agent's /debug/policies.
-type AgentPolicy struct {
-	Name          string `json:"name"`
-	Gateway       string `json:"gateway"`
-	Host          string `json:"host"`
-	Policy        string `json:"policy"`
-	PolicyVersion string `json:"policyVersion"`
-	Mode          string `json:"mode"`
-}
+type AgentPolicy = agentapi.PolicyView
 
 // AgentPolicies returns what the agent says it enforces.
 func (s *Stack) AgentPolicies(ctx context.Context) ([]AgentPolicy, error) {

@@ -12,6 +12,7 @@
 // ends them all (SIGTERM, then SIGKILL), so nothing outlives the stack.
 //
 // The package talks to the binaries only through their flags, files and HTTP
-// endpoints; of meshwaf it imports only deploy, devpki and the harness
-// helpers integration/proc and integration/freeport.
+// endpoints; of meshwaf it imports only deploy, devpki, agentapi (the
+// agent's /debug/policies rows) and the harness helpers integration/proc
+// and integration/freeport.
 package stack

@@ -2,7 +2,9 @@ package stack
 
 import (
 	"context"
+	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
@@ -42,4 +44,40 @@ func StartForTest(t testing.TB, cfg Config) *Stack {
 		}
 	})
 	return s
+}
+
+// Builder builds cmd/xds and cmd/agent of the module at RepoRoot once for
+// every test of a test binary, into a temporary folder Close removes.
+type Builder struct {
+	RepoRoot string
+
+	once sync.Once
+	dir  string
+	bins Binaries
+	err  error
+}
+
+// Binaries builds the programs at the first call and fails t if that
+// failed.
+func (b *Builder) Binaries(t testing.TB) *Binaries {
+	t.Helper()
+	b.once.Do(func() {
+		if b.dir, b.err = os.MkdirTemp("", "meshwaf-bin-"); b.err != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		b.bins, b.err = Build(ctx, b.RepoRoot, b.dir)
+	})
+	if b.err != nil {
+		t.Fatal(b.err)
+	}
+	return &b.bins
+}
+
+// Close removes the built programs.
+func (b *Builder) Close() {
+	if b.dir != "" {
+		os.RemoveAll(b.dir)
+	}
 }
