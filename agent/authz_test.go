@@ -182,3 +182,24 @@ func ruleIDs(rules []AuditRule) []int {
 	}
 	return ids
 }
+
+// oneAuditLine checks that recs is what a request with the expected action
+// leaves: no line for "", else exactly one with that action and reason,
+// which it returns (audited says whether there is one to check further).
+func oneAuditLine(t *testing.T, recs []AuditRecord, wantAction, wantReason string) (rec AuditRecord, audited bool) {
+	t.Helper()
+	if wantAction == "" {
+		if len(recs) != 0 {
+			t.Fatalf("want no audit line, got %+v", recs)
+		}
+		return AuditRecord{}, false
+	}
+	if len(recs) != 1 {
+		t.Fatalf("want one audit line, got %+v", recs)
+	}
+	rec = recs[0]
+	if rec.Action != wantAction || rec.Reason != wantReason {
+		t.Errorf("audit action/reason = %q/%q, want %q/%q", rec.Action, rec.Reason, wantAction, wantReason)
+	}
+	return rec, true
+}

@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,13 +10,14 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 
 	"github.com/meshwaf/meshwaf/integration/devpki"
 	"github.com/meshwaf/meshwaf/tlsfiles"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
 // seen is what a TLS test server learnt about its last caller.
@@ -49,15 +49,7 @@ func tlsServer(t *testing.T, pki *devpki.PKI, last *seen) string {
 		last.auth = strings.Join(md.Get("authorization"), ",")
 		return h(ctx, req)
 	}
-	srv := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(record))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	return fixtures.ServeHealth(t, grpc.Creds(creds), grpc.UnaryInterceptor(record))
 }
 
 func call(t *testing.T, addr string, auth ControlPlaneAuth) error {

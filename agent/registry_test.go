@@ -29,14 +29,7 @@ func (c *countingCompile) compile(d string) (coraza.WAF, error) {
 func TestRegistrySharesAndDropsWAFs(t *testing.T) {
 	cc := &countingCompile{}
 	reg := NewRegistry(cc.compile)
-	prepare := func(host string, edit ...func(*agentapi.HostPolicy)) *Entry {
-		t.Helper()
-		e, err := reg.Prepare(agentapi.ResourceName(testGateway, host), "1", testPolicy(testGateway, host, edit...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	prepare := preparer(t, reg)
 	a := prepare("a.example.com")
 	b := prepare("b.example.com") // same settings as a
 	c := prepare("c.example.com", withMode(agentapi.Mode_MODE_DETECT))
@@ -121,14 +114,7 @@ func TestRegistryClosesDroppedWAFsOnce(t *testing.T) {
 		return closeCountingWAF{WAF: w, closed: n}, err
 	}
 	reg := NewRegistry(compile)
-	prepare := func(host string, edit ...func(*agentapi.HostPolicy)) *Entry {
-		t.Helper()
-		e, err := reg.Prepare(agentapi.ResourceName(testGateway, host), "1", testPolicy(testGateway, host, edit...))
-		if err != nil {
-			t.Fatal(err)
-		}
-		return e
-	}
+	prepare := preparer(t, reg)
 	a, b := prepare("a.example.com"), prepare("b.example.com")
 	detect := prepare("c.example.com", withMode(agentapi.Mode_MODE_DETECT))
 	reg.Replace(map[string]*Entry{a.Name: a, b.Name: b, detect.Name: detect})
@@ -151,5 +137,17 @@ func TestRegistryClosesDroppedWAFsOnce(t *testing.T) {
 	}
 	if c.waf != a.waf || reg.WAFCount() != 1 {
 		t.Errorf("hosts with equal content share %d WAFs", reg.WAFCount())
+	}
+}
+
+// preparer prepares the test policy of a host on reg, failing t on error.
+func preparer(t *testing.T, reg *Registry) func(host string, edit ...func(*agentapi.HostPolicy)) *Entry {
+	return func(host string, edit ...func(*agentapi.HostPolicy)) *Entry {
+		t.Helper()
+		e, err := reg.Prepare(agentapi.ResourceName(testGateway, host), "1", testPolicy(testGateway, host, edit...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return e
 	}
 }

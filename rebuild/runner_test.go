@@ -55,6 +55,18 @@ func start(t *testing.T, db *store.Store, synced chan struct{}) (*recorder, func
 	return rec, func() { cancel(); <-done }
 }
 
+// startSynced starts a runner whose sources have synced and waits until it
+// has published its first snapshot.
+func startSynced(t *testing.T) (*store.Store, *recorder, func()) {
+	t.Helper()
+	db := store.New()
+	synced := make(chan struct{})
+	close(synced)
+	rec, stop := start(t, db, synced)
+	synctest.Wait()
+	return db, rec, stop
+}
+
 func TestNothingIsPublishedBeforeSourcesSync(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		db := store.New()
@@ -77,12 +89,8 @@ func TestNothingIsPublishedBeforeSourcesSync(t *testing.T) {
 
 func TestBurstOfChangesIsOnePush(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db := store.New()
-		synced := make(chan struct{})
-		close(synced)
-		rec, stop := start(t, db, synced)
+		db, rec, stop := startSynced(t)
 		defer stop()
-		synctest.Wait()
 		base := rec.count()
 
 		// Ten edits 50ms apart: each resets the 100ms quiet timer.
@@ -100,12 +108,8 @@ func TestBurstOfChangesIsOnePush(t *testing.T) {
 
 func TestContinuousChangesArePushedWithinMaxDelay(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		db := store.New()
-		synced := make(chan struct{})
-		close(synced)
-		rec, stop := start(t, db, synced)
+		db, rec, stop := startSynced(t)
 		defer stop()
-		synctest.Wait()
 		base := rec.count()
 		began := time.Now()
 

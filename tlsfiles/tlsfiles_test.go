@@ -3,18 +3,18 @@ package tlsfiles
 import (
 	"context"
 	"crypto/tls"
-	"net"
 	"os"
 	"path/filepath"
 	"testing"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/peer"
 
 	"github.com/meshwaf/meshwaf/integration/devpki"
+
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 )
 
 const serverName = "meshwaf-xds.meshwaf-system.svc"
@@ -31,15 +31,7 @@ func serve(t *testing.T, creds credentials.TransportCredentials, clientSerials c
 		}
 		return h(ctx, req)
 	}
-	srv := grpc.NewServer(grpc.Creds(creds), grpc.UnaryInterceptor(record))
-	healthpb.RegisterHealthServer(srv, health.NewServer())
-	lis, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Serve(lis)
-	t.Cleanup(srv.Stop)
-	return lis.Addr().String()
+	return fixtures.ServeHealth(t, grpc.Creds(creds), grpc.UnaryInterceptor(record))
 }
 
 // call makes one call on a new connection, so a new TLS handshake.
