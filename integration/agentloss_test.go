@@ -7,10 +7,10 @@ import (
 	"net/http"
 	"sort"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
@@ -23,42 +23,16 @@ type answer struct {
 	err        error
 }
 
-// load keeps requests flowing through the gateway from several
-// goroutines, each sending the mix in turn, until stop.
-type load struct {
-	stopped chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	answers []answer
-}
-
-func startLoad(s *stack.Stack, mix []request, senders int) *load {
-	l := &load{stopped: make(chan struct{})}
-	for g := range senders {
-		l.wg.Go(func() {
-			for i := g; ; i++ {
-				select {
-				case <-l.stopped:
-					return
-				default:
-				}
-				r := mix[i%len(mix)]
-				a := answer{req: r, sent: time.Now()}
-				resp, err := trySend(s, r)
-				a.done, a.status, a.body, a.err = time.Now(), resp.status, resp.body, err
-				l.mu.Lock()
-				l.answers = append(l.answers, a)
-				l.mu.Unlock()
-			}
-		})
-	}
-	return l
-}
-
-func (l *load) stop() []answer {
-	close(l.stopped)
-	l.wg.Wait()
-	return l.answers
+// startLoad sends the mix through the gateway from senders clients, each
+// sending the mix in turn, until Stop.
+func startLoad(s *stack.Stack, mix []request, senders int) *fixtures.Load[answer] {
+	return fixtures.StartLoad(senders, func(_, n int) answer {
+		r := mix[n%len(mix)]
+		a := answer{req: r, sent: time.Now()}
+		resp, err := trySend(s, r)
+		a.done, a.status, a.body, a.err = time.Now(), resp.status, resp.body, err
+		return a
+	})
 }
 
 // tally counts answers by request and status, for the log.
@@ -131,13 +105,13 @@ func agentKilledUnderLoad(t *testing.T, failureMode string) {
 	defer cancel()
 	restarted := time.Now()
 	if err := s.RestartAgent(ctx); err != nil {
-		l.stop()
+		l.Stop()
 		t.Fatal(err)
 	}
 	ready := time.Now()
 	const settle = 2 * time.Second
 	time.Sleep(settle + 2*time.Second)
-	answers := l.stop()
+	answers := l.Stop()
 
 	right := map[request]int{benign: http.StatusOK, sqliGET: http.StatusForbidden, apiBenign: http.StatusOK, apiAttack: http.StatusForbidden}
 	unavailable := http.StatusServiceUnavailable

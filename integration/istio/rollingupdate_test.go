@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/meshwaf/meshwaf/integration/fixtures"
 	"github.com/meshwaf/meshwaf/integration/kube"
 )
 
@@ -77,22 +77,22 @@ func TestIstioAgentRollingUpdateFailsNoRequest(t *testing.T) {
 	// gets SIGTERM, together.
 	deleted := time.Now()
 	if _, err := c.Apply(ctx, []byte(agentEndpoint(oldPod, old.Ports().Agent, terminatingEndpoint))); err != nil {
-		l.stop()
+		l.Stop()
 		t.Fatal(err)
 	}
 	stopErr := old.TerminateAgent(update.grace)
 	exited := time.Since(deleted)
 	cs, err := c.Clientset()
 	if err != nil {
-		l.stop()
+		l.Stop()
 		t.Fatal(err)
 	}
 	if err := cs.DiscoveryV1().EndpointSlices(meshwafNamespace).Delete(ctx, oldPod.name, metav1.DeleteOptions{}); err != nil {
-		l.stop()
+		l.Stop()
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second)
-	answers := l.stop()
+	answers := l.Stop()
 
 	if stopErr != nil {
 		t.Errorf("the old agent did not exit cleanly within the grace period (%s): %v", update.grace, stopErr)
@@ -201,45 +201,16 @@ type gatewayAnswer struct {
 	err    error
 }
 
-// gatewayLoad sends benign requests and attacks through a gateway from a
-// few clients until stopped.
-type gatewayLoad struct {
-	stopped chan struct{}
-	wg      sync.WaitGroup
-	mu      sync.Mutex
-	answers []gatewayAnswer
-}
-
-func startGatewayLoad(base string, clients int) *gatewayLoad {
-	l := &gatewayLoad{stopped: make(chan struct{})}
-	for i := range clients {
-		l.wg.Add(1)
-		go func() {
-			defer l.wg.Done()
-			for n := 0; ; n++ {
-				select {
-				case <-l.stopped:
-					return
-				default:
-				}
-				target := benign
-				if (i+n)%2 == 1 {
-					target = sqli + "&load=rolling"
-				}
-				sent := time.Now()
-				code, body, err := getWithBody(base, host, target)
-				l.mu.Lock()
-				l.answers = append(l.answers, gatewayAnswer{target: target, sent: sent, status: code, body: body, err: err})
-				l.mu.Unlock()
-			}
-		}()
-	}
-	return l
-}
-
-// stop ends the load and returns its answers.
-func (l *gatewayLoad) stop() []gatewayAnswer {
-	close(l.stopped)
-	l.wg.Wait()
-	return l.answers
+// startGatewayLoad sends benign requests and attacks, in turn, through the
+// gateway at base from clients clients until Stop.
+func startGatewayLoad(base string, clients int) *fixtures.Load[gatewayAnswer] {
+	return fixtures.StartLoad(clients, func(_, n int) gatewayAnswer {
+		target := benign
+		if n%2 == 1 {
+			target = sqli + "&load=rolling"
+		}
+		sent := time.Now()
+		code, body, err := getWithBody(base, host, target)
+		return gatewayAnswer{target: target, sent: sent, status: code, body: body, err: err}
+	})
 }
