@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,10 +12,11 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/meshwaf/meshwaf/integration/freeport"
+	"github.com/meshwaf/meshwaf/integration/proc"
+	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // ControlPlaneConfig says how to run meshwaf-xds.
@@ -28,6 +28,9 @@ type ControlPlaneConfig struct {
 	GRPCAddr, HTTPAddr string
 	// Log, when set, receives a copy of the process's stderr.
 	Log io.Writer
+	// LogPath is the file the process's output goes to (default: a new
+	// temporary file).
+	LogPath string
 	// ReadyTimeout bounds the wait for /readyz (default 60 s).
 	ReadyTimeout time.Duration
 }
@@ -35,9 +38,7 @@ type ControlPlaneConfig struct {
 // ControlPlane is one running meshwaf-xds process.
 type ControlPlane struct {
 	cfg     ControlPlaneConfig
-	cmd     *exec.Cmd
-	exited  chan struct{}
-	waitErr error
+	process *proc.Process
 	logs    *logSink
 	rss     *rssSampler
 	client  *http.Client
@@ -51,28 +52,27 @@ func StartControlPlane(ctx context.Context, cfg ControlPlaneConfig) (*ControlPla
 	if cfg.ReadyTimeout == 0 {
 		cfg.ReadyTimeout = time.Minute
 	}
-	cmd := exec.Command(cfg.Binary, "--manifests", cfg.Manifests, "--listen", cfg.GRPCAddr,
-		"--http-listen", cfg.HTTPAddr, "--log-format", "json")
-	stderr, err := cmd.StderrPipe()
+	if cfg.LogPath == "" {
+		f, err := os.CreateTemp("", "meshwaf-xds-*.log")
+		if err != nil {
+			return nil, err
+		}
+		f.Close()
+		cfg.LogPath = f.Name()
+	}
+	c := &ControlPlane{cfg: cfg, logs: newLogSink(cfg.Log), client: &http.Client{}}
+	// The log is parsed as it comes: the fleet's timings read the
+	// control plane's "snapshot published" lines while it runs.
+	logs, output := io.Pipe()
+	c.Started = time.Now()
+	process, err := proc.Start("meshwaf-xds", cfg.LogPath, cfg.Binary, proc.Options{Output: output},
+		"--manifests", cfg.Manifests, "--listen", cfg.GRPCAddr, "--http-listen", cfg.HTTPAddr, "--log-format", "json")
 	if err != nil {
 		return nil, err
 	}
-	c := &ControlPlane{cfg: cfg, cmd: cmd, exited: make(chan struct{}), logs: newLogSink(cfg.Log), client: &http.Client{}}
-	c.Started = time.Now()
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", cfg.Binary, err)
-	}
-	logsDone := make(chan struct{})
-	go func() {
-		defer close(logsDone)
-		c.logs.consume(stderr)
-	}()
-	go func() {
-		<-logsDone // Wait closes the pipe; read it to the end first
-		c.waitErr = cmd.Wait()
-		close(c.exited)
-	}()
-	c.rss = startRSSSampler(cmd.Process.Pid, c.exited)
+	c.process = process
+	go c.logs.consume(logs)
+	c.rss = startRSSSampler(process.PID(), process.Done())
 	if err := c.waitReady(ctx); err != nil {
 		c.Kill()
 		return nil, fmt.Errorf("%w\nlast log lines:\n%s", err, c.logs.tail())
@@ -89,8 +89,8 @@ func (c *ControlPlane) waitReady(ctx context.Context) error {
 			return nil
 		}
 		select {
-		case <-c.exited:
-			return fmt.Errorf("meshwaf-xds exited before ready: %v", c.waitErr)
+		case <-c.process.Done():
+			return fmt.Errorf("meshwaf-xds exited before ready: %v", c.process.ExitErr())
 		case <-ctx.Done():
 			return fmt.Errorf("meshwaf-xds not ready within %s", c.cfg.ReadyTimeout)
 		case <-time.After(20 * time.Millisecond):
@@ -101,19 +101,11 @@ func (c *ControlPlane) waitReady(ctx context.Context) error {
 // Stop asks the process to stop (SIGTERM) and waits, killing it after 10 s.
 func (c *ControlPlane) Stop() error {
 	defer c.client.CloseIdleConnections()
-	c.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-c.exited:
-	case <-time.After(10 * time.Second):
-		c.Kill()
-		return errors.New("meshwaf-xds did not stop within 10 s of SIGTERM")
+	if err := c.process.Stop(10 * time.Second); err != nil {
+		return err
 	}
-	var exit *exec.ExitError
-	if c.waitErr != nil && !errors.As(c.waitErr, &exit) {
-		return c.waitErr
-	}
-	if exit != nil && exit.ExitCode() != 0 {
-		return fmt.Errorf("meshwaf-xds exited with %v\nlast log lines:\n%s", exit, c.logs.tail())
+	if err := c.process.ExitErr(); err != nil {
+		return fmt.Errorf("meshwaf-xds exited with %v\nlast log lines:\n%s", err, c.logs.tail())
 	}
 	return nil
 }
@@ -121,8 +113,7 @@ func (c *ControlPlane) Stop() error {
 // Kill ends the process at once.
 func (c *ControlPlane) Kill() {
 	defer c.client.CloseIdleConnections()
-	c.cmd.Process.Kill()
-	<-c.exited
+	c.process.Kill()
 }
 
 // get fetches path from the HTTP listener.
@@ -157,7 +148,7 @@ func BuildControlPlane(ctx context.Context, dir string) (string, error) {
 	if bin := os.Getenv("MESHWAF_XDS"); bin != "" {
 		return bin, nil
 	}
-	root, err := repoRoot()
+	root, err := stack.RepoRoot(".")
 	if err != nil {
 		return "", err
 	}
@@ -168,26 +159,6 @@ func BuildControlPlane(ctx context.Context, dir string) (string, error) {
 		return "", fmt.Errorf("go build ./cmd/xds: %w\n%s", err, b)
 	}
 	return out, nil
-}
-
-// repoRoot is the nearest directory at or above the working directory
-// holding meshwaf's go.mod.
-func repoRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-		if err == nil && strings.Contains(string(b), "module github.com/meshwaf/meshwaf\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("meshwaf's go.mod not found above the working directory")
-		}
-		dir = parent
-	}
 }
 
 // FreeAddr returns a loopback address nobody listens on right now, which

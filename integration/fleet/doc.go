@@ -21,6 +21,7 @@
 // go-control-plane for the protocol types, and, to know what every agent
 // should end up with, snapshot (only EncodeHostPolicy, the bytes the server
 // sends) and xds/feed (the version function and the wire codec the server
-// uses). docs/architecture.md's table holds these rules, and
+// uses); its control plane runs under integration/proc like every child of
+// the harnesses. docs/architecture.md's table holds these rules, and
 // TestImportRules checks them.
 package fleet

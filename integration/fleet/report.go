@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // notesHeading starts the hand-written part of the report, which
@@ -77,7 +79,7 @@ func writeSetup(w io.Writer, r *Result) {
 
 // revision names the checked-out commit, and says if the tree was dirty.
 func revision() string {
-	root, err := repoRoot()
+	root, err := stack.RepoRoot(".")
 	if err != nil {
 		return "an unknown revision"
 	}

@@ -18,6 +18,10 @@ type Options struct {
 	Env []string
 	// Dir is the working directory (default: this process's).
 	Dir string
+	// Output, when set, also receives the child's output as it comes (for
+	// a harness that reads the log while the child runs), and is closed,
+	// when it is an io.Closer, once the child has exited.
+	Output io.Writer
 }
 
 // Process is one child program whose output goes to a log file.
@@ -43,6 +47,10 @@ func Start(name, logPath, bin string, opts Options, args ...string) (*Process, e
 	}
 	cmd.Dir = opts.Dir
 	cmd.Stdout, cmd.Stderr = logFile, logFile
+	if opts.Output != nil {
+		out := io.MultiWriter(logFile, opts.Output)
+		cmd.Stdout, cmd.Stderr = out, out
+	}
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Own process group, so Stop can signal anything the program
 		// spawned (pilot-agent starts Envoy); Pdeathsig kills the child if
@@ -63,6 +71,9 @@ func Start(name, logPath, bin string, opts Options, args ...string) (*Process, e
 	go func() {
 		p.waitErr = cmd.Wait()
 		logFile.Close()
+		if c, ok := opts.Output.(io.Closer); ok {
+			c.Close()
+		}
 		close(p.done)
 	}()
 	return p, nil
@@ -76,6 +87,20 @@ func (p *Process) PID() int { return p.cmd.Process.Pid }
 
 // LogPath is the file the child's output goes to.
 func (p *Process) LogPath() string { return p.logPath }
+
+// Done is closed once the child has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// ExitErr is, once the child has exited, why it did not exit with status
+// 0 (nil if it did, or if it still runs).
+func (p *Process) ExitErr() error {
+	select {
+	case <-p.done:
+		return p.waitErr
+	default:
+		return nil
+	}
+}
 
 // Exited reports an error, with the end of the log, if the child is no
 // longer running.
