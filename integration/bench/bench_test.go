@@ -52,7 +52,7 @@ func TestBench(t *testing.T) {
 	// The smoke run measures PL1 only: PL2 takes the same code paths, and
 	// under -race every in-process inspection is several times slower.
 	// The overload step still runs at PL2, its level.
-	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, RepoRoot: root, RunDir: dir, Logf: t.Logf,
+	cfg := Config{Budget: SmokeBudget, Levels: []int32{1}, Parts: Parts{RepoRoot: root, RunDir: dir, Logf: t.Logf},
 		Overload: 3 * time.Second, PeakTime: time.Second, MemoryPolicies: []int{1, goalMemoryPolicies}, Shadow: true, Hostile: true}
 	cfg.Binaries, cfg.InFlight = bins, *inFlight
 	if *full {

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/agent"
-	"github.com/meshwaf/meshwaf/integration/stack"
 	"github.com/meshwaf/meshwaf/policytest"
 )
 
@@ -37,11 +36,7 @@ type DiffConfig struct {
 	// each category (the smoke run of make test).
 	PerCategory int
 
-	RepoRoot  string          // meshwaf module root (required)
-	RunDir    string          // logs and generated configuration (required)
-	Binaries  *stack.Binaries // nil builds cmd/xds and cmd/agent
-	EnvoyPath string          // empty: $MESHWAF_ENVOY or scripts/install-envoy.sh
-	Logf      func(format string, args ...any)
+	Parts
 }
 
 // Answer is what one system answered one request.
@@ -136,15 +131,10 @@ func RunDifferential(ctx context.Context, cfg DiffConfig) (*DiffReport, error) {
 		return nil, err
 	}
 	rep := &DiffReport{Levels: cfg.Levels, Started: time.Now()}
-	if cfg.Binaries == nil {
-		bins, err := stack.Build(ctx, cfg.RepoRoot, filepath.Join(cfg.RunDir, "bin"))
-		if err != nil {
-			return nil, err
-		}
-		cfg.Binaries = &bins
+	if err := cfg.build(ctx); err != nil {
+		return nil, err
 	}
-	waf, err := startWAFStack(ctx, Config{RepoRoot: cfg.RepoRoot, RunDir: cfg.RunDir, Binaries: cfg.Binaries,
-		EnvoyPath: cfg.EnvoyPath, Logf: cfg.Logf}, "waf", cfg.Levels)
+	waf, err := startWAFStack(ctx, cfg.Parts, "waf", cfg.Levels)
 	if err != nil {
 		return nil, err
 	}

@@ -22,7 +22,7 @@ func TestDifferential(t *testing.T) {
 	// writes through zerolog's global logger.
 	zerolog.SetGlobalLevel(zerolog.ErrorLevel)
 	root, dir, bins := harnessPaths(t)
-	cfg := DiffConfig{Levels: []int32{1}, PerCategory: 15, RepoRoot: root, RunDir: dir, Binaries: bins, Logf: t.Logf,
+	cfg := DiffConfig{Levels: []int32{1}, PerCategory: 15, Parts: Parts{RepoRoot: root, RunDir: dir, Binaries: bins, Logf: t.Logf},
 		Categories: []string{"REQUEST-930-APPLICATION-ATTACK-LFI", "REQUEST-942-APPLICATION-ATTACK-SQLI", "path-traversal", "xss"}}
 	if *full {
 		cfg.Levels, cfg.PerCategory, cfg.Categories = []int32{1, 2}, 0, nil

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/meshwaf/meshwaf/integration/freeport"
-	"github.com/meshwaf/meshwaf/integration/stack"
 )
 
 // Config selects how much a run measures and where its parts come from.
@@ -35,11 +34,7 @@ type Config struct {
 	// Hostile sends the hostile requests to both systems (hostile.go).
 	Hostile bool
 
-	RepoRoot  string          // meshwaf module root (required)
-	RunDir    string          // logs and generated configuration (required)
-	Binaries  *stack.Binaries // nil builds cmd/xds and cmd/agent
-	EnvoyPath string          // empty: $MESHWAF_ENVOY or scripts/install-envoy.sh
-	Logf      func(format string, args ...any)
+	Parts
 }
 
 // Result holds the measurements of one scenario at one level: six with
@@ -92,12 +87,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		cfg.InFlight = LoadInFlight
 	}
 	rep := &Report{Budget: cfg.Budget, InFlight: cfg.InFlight, Started: time.Now(), LoadBefore: loadAverage()}
-	if cfg.Binaries == nil {
-		bins, err := stack.Build(ctx, cfg.RepoRoot, filepath.Join(cfg.RunDir, "bin"))
-		if err != nil {
-			return nil, err
-		}
-		cfg.Binaries = &bins
+	if err := cfg.build(ctx); err != nil {
+		return nil, err
 	}
 	// The overload step runs at its own level, measured or not.
 	levels := cfg.Levels

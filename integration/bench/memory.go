@@ -72,8 +72,7 @@ func measureMemory(ctx context.Context, cfg Config, n int) (Memory, error) {
 		return Memory{}, err
 	}
 	start := time.Now()
-	st, err := stack.Start(ctx, stack.Config{Manifests: mdir, RunDir: dir, RepoRoot: cfg.RepoRoot,
-		Binaries: cfg.Binaries, EnvoyPath: cfg.EnvoyPath, Logf: cfg.Logf})
+	st, err := stack.Start(ctx, cfg.stackConfig(mdir, dir))
 	if err != nil {
 		return Memory{}, err
 	}

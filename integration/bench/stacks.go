@@ -71,18 +71,47 @@ func startStacks(ctx context.Context, cfg Config, levels []int32) (_ *stacks, er
 	if cfg.Shadow {
 		extra = append(extra, shadowPolicyManifest())
 	}
-	if s.waf, err = startWAFStack(ctx, cfg, "waf", levels, extra...); err != nil {
+	if s.waf, err = startWAFStack(ctx, cfg.Parts, "waf", levels, extra...); err != nil {
 		return nil, err
 	}
-	if s.plain, err = startWAFStack(ctx, cfg, "plain", nil); err != nil {
+	if s.plain, err = startWAFStack(ctx, cfg.Parts, "plain", nil); err != nil {
 		return nil, err
 	}
 	return s, nil
 }
 
+// Parts is where a run's parts come from and where it writes: shared by
+// the bench (Config) and the differential (DiffConfig).
+type Parts struct {
+	RepoRoot  string          // meshwaf module root (required)
+	RunDir    string          // logs and generated configuration (required)
+	Binaries  *stack.Binaries // nil: build cmd/xds and cmd/agent (build)
+	EnvoyPath string          // empty: $MESHWAF_ENVOY or scripts/install-envoy.sh
+	Logf      func(format string, args ...any)
+}
+
+// build builds cmd/xds and cmd/agent into RunDir unless Binaries are set.
+func (p *Parts) build(ctx context.Context) error {
+	if p.Binaries != nil {
+		return nil
+	}
+	bins, err := stack.Build(ctx, p.RepoRoot, filepath.Join(p.RunDir, "bin"))
+	if err != nil {
+		return err
+	}
+	p.Binaries = &bins
+	return nil
+}
+
+// stackConfig is a stack of these parts on manifests, under dir.
+func (p Parts) stackConfig(manifests, dir string) stack.Config {
+	return stack.Config{Manifests: manifests, RunDir: dir, RepoRoot: p.RepoRoot, Binaries: p.Binaries,
+		EnvoyPath: p.EnvoyPath, Logf: p.Logf}
+}
+
 // startWAFStack starts a gateway under cfg.RunDir/name whose manifests are
 // the Gateway, a policy per level in levels (policyManifest) and extra.
-func startWAFStack(ctx context.Context, cfg Config, name string, levels []int32, extra ...string) (*stack.Stack, error) {
+func startWAFStack(ctx context.Context, cfg Parts, name string, levels []int32, extra ...string) (*stack.Stack, error) {
 	docs := []string{gatewayManifest}
 	for _, pl := range levels {
 		docs = append(docs, policyManifest(pl))
@@ -98,17 +127,10 @@ func startWAFStack(ctx context.Context, cfg Config, name string, levels []int32,
 			return nil, err
 		}
 	}
-	st, err := stack.Start(ctx, stack.Config{
-		Manifests: mdir,
-		RunDir:    dir,
-		RepoRoot:  cfg.RepoRoot,
-		Binaries:  cfg.Binaries,
-		EnvoyPath: cfg.EnvoyPath,
-		// The control plane's default agent timeout, as users run it:
-		// what does not get inspected in time under load is part of
-		// the result (a 503 counted as a non-2xx answer).
-		Logf: cfg.Logf,
-	})
+	// The control plane's default agent timeout, as users run it: what does
+	// not get inspected in time under load is part of the result (a 503
+	// counted as a non-2xx answer).
+	st, err := stack.Start(ctx, cfg.stackConfig(mdir, dir))
 	if err != nil {
 		return nil, fmt.Errorf("%s stack: %w", name, err)
 	}
