@@ -146,16 +146,18 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if cfg.Hostile {
-		cfg.Logf("hostile requests to both systems")
-		if rep.Hostile, rep.HostileMemory, err = measureHostile(cfg.Budget, tg); err != nil {
-			return nil, err
-		}
-	}
 	if cfg.Overload > 0 {
 		cfg.Logf("overload: %v in flight for %s each", OverloadInFlight, cfg.Overload)
 		if rep.Overloads, err = measureOverload(ctx, cfg, st.waf, rep.Results); err != nil {
 			return nil, fmt.Errorf("overload: %w", err)
+		}
+	}
+	// After overload, so that the agent overload measures has not yet held
+	// the hostile bodies.
+	if cfg.Hostile {
+		cfg.Logf("hostile requests to both systems")
+		if rep.Hostile, rep.HostileMemory, err = measureHostile(cfg.Budget, tg); err != nil {
+			return nil, err
 		}
 	}
 	for _, n := range cfg.MemoryPolicies {
