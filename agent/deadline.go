@@ -122,7 +122,8 @@ func (x *exchange) guard(bodyBytes int, f func()) bool {
 	return !x.failed && !x.shed
 }
 
-// run runs f, timing it and recovering from a panic.
+// run runs f, timing it and recovering from a panic. The first phase to
+// run makes the exchange's transaction (inspector.begin says why).
 func (x *exchange) run(f func()) {
 	start := time.Now()
 	defer func() {
@@ -133,6 +134,9 @@ func (x *exchange) run(f func()) {
 			x.in.log.Error("inspection panicked", "policy", x.entry.Name, "panic", fmt.Sprint(p))
 		}
 	}()
+	if x.tx == nil {
+		x.tx = x.entry.waf.waf.NewTransactionWithID(x.txID)
+	}
 	f()
 }
 

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"context"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -24,6 +26,10 @@ type stallingWAF struct {
 
 func (w stallingWAF) NewTransaction() types.Transaction {
 	return stallingTx{Transaction: w.WAF.NewTransaction(), release: w.release}
+}
+
+func (w stallingWAF) NewTransactionWithID(id string) types.Transaction {
+	return stallingTx{Transaction: w.WAF.NewTransactionWithID(id), release: w.release}
 }
 
 type stallingTx struct {
@@ -202,4 +208,53 @@ func TestProcTimeout(t *testing.T) {
 	if !authzDeadline(context.Background()).IsZero() {
 		t.Error("a Check without a gRPC deadline got a deadline")
 	}
+}
+
+// countingStallingWAF counts the transactions made, each stalling in phase
+// 1 until release.
+type countingStallingWAF struct {
+	stallingWAF
+	made *atomic.Int32
+}
+
+func (w countingStallingWAF) NewTransaction() types.Transaction {
+	w.made.Add(1)
+	return w.stallingWAF.NewTransaction()
+}
+
+func (w countingStallingWAF) NewTransactionWithID(id string) types.Transaction {
+	w.made.Add(1)
+	return w.stallingWAF.NewTransactionWithID(id)
+}
+
+// A request waiting for an inspection worker holds no Coraza transaction:
+// Coraza pools them, each keeping its transformation cache at the largest
+// size it reached (megabytes after a large body), so a transaction per
+// queued request made the agent's memory grow with the requests in flight
+// (725 MiB at 128 in flight of 10 KB forms at PL2; 133 MiB since). With
+// both workers stalled and ten requests in flight, two transactions exist.
+func TestQueuedRequestsHoldNoTransaction(t *testing.T) {
+	in, _, release := stallingInspector(t, testPolicy(testGateway, "*"))
+	e := in.reg.Lookup([]string{testGateway}, "h")
+	made := &atomic.Int32{}
+	stalled := *e
+	stalled.waf = &sharedWAF{key: "counting", waf: countingStallingWAF{stallingWAF: e.waf.waf.(stallingWAF), made: made}}
+	in.reg.table.Store(&routes{testGateway: {"*": &stalled}})
+	const inFlight = 10
+	var wg sync.WaitGroup
+	for range inFlight {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(gatewayCtx(testGateway), 2*time.Second)
+			defer cancel()
+			if _, err := (&authzServer{in: in}).Check(ctx, httpCheck("GET", "h", "/?q=1", nil, "")); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	time.Sleep(300 * time.Millisecond) // every request has arrived and waits
+	if n := made.Load(); n != 2 {
+		t.Errorf("%d transactions made with %d requests in flight and both workers busy, want 2 (one per worker)", n, inFlight)
+	}
+	release()
+	wg.Wait()
 }

@@ -3,6 +3,7 @@ package agent
 import (
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"sync"
 	"time"
 
@@ -49,12 +50,31 @@ func (in *inspector) begin(gateways []string, r *httpRequest, protocol string) *
 		in.metrics.request(e.Policy.GetGateway(), e.Policy.GetHost(), verdictOff)
 		return nil
 	}
-	x := &exchange{in: in, entry: e, policy: e.Policy, req: r, protocol: protocol, started: in.now()}
-	x.guard(0, func() {
-		x.tx = e.waf.waf.NewTransaction()
-		x.txID = x.tx.ID()
-	})
-	return x
+	// The transaction itself is made by the first phase, on the worker
+	// that runs it (exchange.run): a request waiting for a worker holds no
+	// transaction. Coraza pools its transactions, and each keeps its
+	// transformation cache at the largest size it reached, megabytes after
+	// a large body; made here, every request in the queue would hold one
+	// (at 128 in flight the agent reached 725 MiB, docs/decisions.md).
+	return &exchange{in: in, entry: e, policy: e.Policy, req: r, protocol: protocol, started: in.now(),
+		txID: newTransactionID()}
+}
+
+// transactionIDAlphabet and transactionIDLength make ids like Coraza's own.
+const (
+	transactionIDAlphabet = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+	transactionIDLength   = 19
+)
+
+// newTransactionID is the id of a transaction not yet made: the audit line
+// and the block response carry it even for a request shed before any
+// phase ran.
+func newTransactionID() string {
+	b := make([]byte, transactionIDLength)
+	for i := range b {
+		b[i] = transactionIDAlphabet[rand.IntN(len(transactionIDAlphabet))]
+	}
+	return string(b)
 }
 
 // record counts a finished exchange and writes its audit line if the
